@@ -1,0 +1,59 @@
+# Taskdeck: `make run` sets up and starts everything; `make test` runs the suite.
+# Each step runs only when needed: a second `make run` installs nothing.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUN_VERSION := 1.4.5
+BUN := .tools/bun/bin/bun
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test test-unit test-integration test-e2e install install-test browser clean
+
+run: install
+	$(BIN)/taskdeck run
+
+test: install-test browser
+	$(BIN)/pytest
+
+test-unit: install-test
+	$(BIN)/pytest tests/unit
+
+test-integration: install-test
+	$(BIN)/pytest tests/integration
+
+test-e2e: install-test browser
+	$(BIN)/pytest tests/e2e
+
+install: $(VENV)/.installed $(BUN)
+
+install-test: install $(VENV)/.installed-test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+# Reflex would download bun from the internet; take it from the npm registry.
+$(BUN):
+	npm install --global --prefix .tools/bun --allow-scripts=bun bun@$(BUN_VERSION)
+
+# The e2e tests drive Debian's Chromium (Playwright cannot download browsers here).
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "Chromium not found at $(CHROMIUM): run 'sudo apt-get install -y chromium' or set CHROMIUM=/path"; exit 1; \
+	  fi; \
+	fi
+
+clean:
+	rm -rf .web .states data

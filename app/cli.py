@@ -1,0 +1,161 @@
+"""The `taskdeck` command: run everything, or one part each for scale-out."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import NoReturn
+
+import click
+
+from app.errors import TaskdeckError
+from app.settings import Settings, get_settings
+
+WEB_READY_TIMEOUT_S = 600.0
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    click.echo(f"taskdeck: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except TaskdeckError as error:
+        _fail(error.message)
+    from app.logging import configure_logging
+
+    configure_logging(level=settings.log_level, log_format=settings.log_format)
+    return settings
+
+
+def _migrate() -> str | None:
+    from app.migrate import upgrade_to_head
+
+    try:
+        return upgrade_to_head()
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    except Exception as error:  # An unreadable file, a refused connection, ...
+        _fail(f"cannot open the database: {type(error).__name__}: {error}", code=1)
+
+
+@click.group()
+def main() -> None:
+    """Taskdeck: a control room for API jobs."""
+
+
+@main.command()
+def migrate() -> None:
+    """Apply pending database migrations."""
+    _settings()
+    click.echo(f"database at revision {_migrate()}")
+
+
+@main.command()
+def worker() -> None:
+    """Run one arq worker (needs TASKDECK_REDIS_URL)."""
+    settings = _settings()
+    if not settings.redis_url:
+        _fail("TASKDECK_REDIS_URL is not set: a worker needs the shared Redis", code=2)
+    from jobs.worker import run_worker
+
+    run_worker()
+
+
+@main.command()
+def web() -> None:
+    """Run the web server (UI, websocket and /api/v1) on TASKDECK_HOST:TASKDECK_PORT."""
+    from app.runtime import PROJECT_ROOT, ensure_port_free, reflex_environment
+    from app.runtime import settings_environment
+
+    settings = _settings()
+    try:
+        ensure_port_free(settings.host, settings.port)
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    _migrate()
+    os.environ.update(settings_environment(settings))
+    os.environ.update(reflex_environment())
+    os.chdir(PROJECT_ROOT)
+    # Reflex runs in this process (and its forked server workers), so `ps`
+    # shows `taskdeck web` for all of them.
+    from reflex.reflex import cli as reflex_cli
+
+    reflex_cli.main(
+        args=[
+            "run",
+            "--env",
+            "prod",
+            "--single-port",
+            "--backend-host",
+            settings.host,
+            "--frontend-port",
+            str(settings.port),
+        ],
+        prog_name="taskdeck web",
+    )
+
+
+def _wait_for_web(url: str) -> Callable[[], None]:
+    def ready() -> None:
+        deadline = time.monotonic() + WEB_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        click.echo(f"Taskdeck is running at {url}  (Ctrl-C stops it)")
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        raise TimeoutError(f"the web server did not answer at {url} in time")
+
+    return ready
+
+
+@main.command()
+def run() -> None:
+    """Run everything: embedded Redis (unless TASKDECK_REDIS_URL is set), a
+    worker and the web server, supervised; Ctrl-C stops them all."""
+    from app.embedded_redis import EmbeddedRedisError, plan_embedded_redis, wait_for_redis
+    from app.runtime import ensure_port_free, settings_environment, taskdeck_command
+    from app.supervisor import ChildSpec, Supervisor
+
+    settings = _settings()
+    try:
+        ensure_port_free(settings.host, settings.port)
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    _migrate()
+
+    children: list[ChildSpec] = []
+    child_env = {**os.environ, **settings_environment(settings)}
+    if not settings.redis_url:
+        try:
+            plan = plan_embedded_redis(settings.data_dir / "redis")
+        except EmbeddedRedisError as error:
+            _fail(str(error), code=1)
+        child_env["TASKDECK_REDIS_URL"] = plan.url
+        children.append(
+            ChildSpec(name="redis", argv=plan.argv, ready=lambda: wait_for_redis(plan.url))
+        )
+    host = "localhost" if settings.host in ("127.0.0.1", "0.0.0.0", "::") else settings.host
+    children += [
+        ChildSpec(name="worker", argv=taskdeck_command("worker"), env=child_env),
+        ChildSpec(
+            name="web",
+            argv=taskdeck_command("web"),
+            env=child_env,
+            ready=_wait_for_web(f"http://{host}:{settings.port}"),
+        ),
+    ]
+    sys.exit(Supervisor(children, on_event=lambda line: click.echo(line, err=True)).run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""The database engine and sessions, shared by the web process and the worker.
+
+SQLite runs in WAL mode with a busy timeout so the web process and the worker
+can write the same file; PostgreSQL is used as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, create_engine
+
+from app.errors import DatabaseUnavailable
+from app.settings import get_settings
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(database_url: str) -> Engine:
+    """Create an engine for `database_url`, preparing SQLite files and pragmas."""
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine, "connect", _on_sqlite_connect)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+@lru_cache(maxsize=1)
+def get_engine() -> Engine:
+    """The process-wide engine for the configured database."""
+    return make_engine(get_settings().resolved_database_url)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    Objects stay readable after the commit (expire_on_commit=False) so that
+    services can turn them into public models after the block.
+    """
+    with Session(engine or get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except OperationalError as error:
+            session.rollback()
+            raise DatabaseUnavailable(
+                "The database is unavailable", details={"reason": type(error.orig).__name__}
+            ) from error
+        except BaseException:
+            session.rollback()
+            raise
