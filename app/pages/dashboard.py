@@ -25,7 +25,7 @@ def _count(status: str) -> rx.Component:
 def dashboard() -> rx.Component:
     return page_shell(
         "Dashboard",
-        panel("Run counts", rx.flex(*(_count(s) for s in COUNTED), gap="3", wrap="wrap")),
+        panel("Run counts", rx.flex(*(_count(s) for s in COUNTED), spacing="3", wrap="wrap")),
         panel(
             "Recent runs",
             rx.hstack(
