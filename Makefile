@@ -6,7 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 BUN_VERSION := 1.4.5
 BUN := .tools/bun/bin/bun
-CHROMIUM ?= /usr/bin/chromium
+CHROMIUM ?= $(or $(TASKDECK_CHROMIUM),/usr/bin/chromium)
+export TASKDECK_CHROMIUM := $(CHROMIUM)
 
 .PHONY: run test test-unit test-integration test-e2e install install-test browser clean
 
