@@ -85,6 +85,15 @@ def web() -> None:
     # Reflex runs in this process (and its forked server workers), so `ps`
     # shows `taskdeck web` for all of them.
     from reflex.reflex import cli as reflex_cli
+    from reflex.utils import exec as reflex_exec
+
+    from app.logging import logging_dictconfig
+
+    # Granian (Reflex's server) configures its loggers itself; hand it ours so
+    # its lines are structlog lines too. Reflex 0.10.1 reads this hook.
+    reflex_exec._granian_log_dictconfig = lambda: logging_dictconfig(
+        level=settings.log_level, log_format=settings.log_format
+    )
 
     reflex_cli.main(
         args=[

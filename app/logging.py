@@ -38,53 +38,62 @@ def resolve_format(log_format: str) -> str:
     return "console" if sys.stderr.isatty() else "json"
 
 
-def configure_logging(*, level: str = "INFO", log_format: str = "auto") -> None:
-    """Configure structlog and the stdlib root logger; safe to call twice."""
-    global _configured
-    fmt = resolve_format(log_format)
-    if _configured == (level, fmt):
-        return
-    _configured = (level, fmt)
+# Libraries that attach handlers of their own; their records go to ours.
+_LIBRARY_LOGGERS = ("arq", "granian", "_granian", "granian.access", "alembic", "httpx")
+# Chatty at INFO (every HTTP call, every migration plugin): warnings only.
+_QUIET_LOGGERS = ("httpx", "alembic")
 
+
+def logging_dictconfig(*, level: str = "INFO", log_format: str = "auto") -> dict[str, Any]:
+    """The stdlib logging config that renders every record through structlog."""
+    fmt = resolve_format(log_format)
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
     final: list[Any] = [structlog.processors.format_exc_info] if fmt == "json" else []
-    logging.config.dictConfig(
-        {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "formatters": {
-                "structlog": {
-                    "()": structlog.stdlib.ProcessorFormatter,
-                    "processors": [
-                        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                        *final,
-                        renderer,
-                    ],
-                    "foreign_pre_chain": _shared_processors(),
-                }
-            },
-            "handlers": {
-                "default": {
-                    "class": "logging.StreamHandler",
-                    "formatter": "structlog",
-                    "stream": "ext://sys.stderr",
-                }
-            },
-            "root": {"handlers": ["default"], "level": level},
-            "loggers": {
-                # These libraries attach handlers of their own; send them to ours.
-                name: {"handlers": ["default"], "level": level, "propagate": False}
-                for name in ("arq", "granian", "_granian", "alembic", "httpx")
-            },
-        }
-    )
-    # Chatty at INFO (every HTTP call, every migration plugin): warnings only.
-    for quiet in ("httpx", "alembic"):
-        logging.getLogger(quiet).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    quiet_level = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level)))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "structlog": {
+                "()": structlog.stdlib.ProcessorFormatter,
+                "processors": [
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    *final,
+                    renderer,
+                ],
+                "foreign_pre_chain": _shared_processors(),
+            }
+        },
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "structlog",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"handlers": ["default"], "level": level},
+        "loggers": {
+            name: {
+                "handlers": ["default"],
+                "level": quiet_level if name in _QUIET_LOGGERS else level,
+                "propagate": False,
+            }
+            for name in _LIBRARY_LOGGERS
+        },
+    }
+
+
+def configure_logging(*, level: str = "INFO", log_format: str = "auto") -> None:
+    """Configure structlog and the stdlib root logger; safe to call twice."""
+    global _configured
+    if _configured == (level, resolve_format(log_format)):
+        return
+    _configured = (level, resolve_format(log_format))
+    logging.config.dictConfig(logging_dictconfig(level=level, log_format=log_format))
     structlog.configure(
         processors=[
             *_shared_processors(),

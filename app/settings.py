@@ -43,7 +43,6 @@ class Settings(BaseSettings):
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["auto", "console", "json"] = "auto"
-    sentry_dsn: str | None = None
     worker_heartbeat_ttl_s: int = Field(default=15, ge=2)
     worker_max_jobs: int = Field(default=50, ge=1)
 
