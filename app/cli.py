@@ -110,6 +110,79 @@ def web() -> None:
     )
 
 
+@main.group()
+def users() -> None:
+    """Manage users."""
+
+
+@users.command("create")
+@click.option("--email", required=True, help="The new user's email (their sign-in name).")
+@click.option("--password-stdin", is_flag=True, required=True,
+              help="Read the password from standard input (never from the command line).")
+@click.option("--role", required=True, help="admin, operator or viewer.")
+@click.option("--name", "display_name", default=None, help="Display name (default: the email).")
+def users_create(email: str, password_stdin: bool, role: str, display_name: str | None) -> None:
+    """Create a user; the first one may be the admin of a fresh install."""
+    from app.db import session_scope
+    from app.services import users as user_store
+
+    _settings()
+    _migrate()
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        with session_scope() as session:
+            user = user_store.create_user(
+                session=session,
+                email=email,
+                display_name=display_name or email.split("@")[0],
+                password=password,
+                role=role,
+                actor=None,
+            )
+    except TaskdeckError as error:
+        fields = error.details.get("fields") or {}
+        detail = "; ".join(f"{name}: {why}" for name, why in fields.items())
+        _fail(f"{error.message}{': ' + detail if detail else ''}", code=1)
+    click.echo(f"created {user.role.value} {user.email} (id {user.id})")
+
+
+@main.group()
+def tokens() -> None:
+    """Manage API tokens."""
+
+
+@tokens.command("create")
+@click.option("--email", required=True, help="The owner; the token acts with their role.")
+@click.option("--name", default="cli", show_default=True, help="What the token is for.")
+@click.option("--expires-days", type=click.IntRange(min=1), default=None,
+              help="Expire after this many days (default: never).")
+def tokens_create(email: str, name: str, expires_days: int | None) -> None:
+    """Create an API token and print it once (it is stored only hashed)."""
+    from datetime import timedelta
+
+    from app.db import session_scope
+    from app.models.common import utc_now
+    from app.services import api_tokens
+    from app.services import users as user_store
+
+    _settings()
+    _migrate()
+    expires_at = utc_now() + timedelta(days=expires_days) if expires_days else None
+    try:
+        with session_scope() as session:
+            owner = user_store.find_user_by_email(
+                session=session, email=user_store.normalize_email(email)
+            )
+            if owner is None or not owner.is_active:
+                _fail(f"no active user with the email {email}", code=1)
+            created = api_tokens.create_token(
+                session=session, owner_id=owner.id, name=name, expires_at=expires_at, actor=None
+            )
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    click.echo(created.token)
+
+
 def _wait_for_web(url: str) -> Callable[[], None]:
     def ready() -> None:
         deadline = time.monotonic() + WEB_READY_TIMEOUT_S

@@ -4,11 +4,21 @@ translate them into the one error shape or a message for the user.
     TaskdeckError                 code, http_status, user message, details
     ├── SettingsError             a setting is missing or invalid (500)
     ├── ValidationFailed          input that breaks a rule (422)
+    ├── Unauthenticated           nobody is signed in, or the proof is bad (401)
+    │   └── InvalidCredentials    always "Wrong email or password"
+    ├── Forbidden                 signed in, but the role does not allow it (403)
     ├── NotFound                  a named object does not exist (404)
     │   ├── RunNotFound
-    │   └── TaskKindNotFound
+    │   ├── TaskKindNotFound
+    │   ├── UserNotFound
+    │   └── TokenNotFound
     ├── Conflict                  the object is not in a state that allows it (409)
-    │   └── RunStateConflict
+    │   ├── RunStateConflict
+    │   ├── UserExists
+    │   ├── SetupAlreadyDone
+    │   └── LastAdmin
+    ├── TooManyRequests           slow down and try again later (429)
+    │   └── SignInLocked
     └── ServiceUnavailable        a dependency is down (503)
         ├── DatabaseUnavailable
         └── QueueUnavailable
@@ -45,6 +55,38 @@ class ValidationFailed(TaskdeckError):
     http_status = 422
 
 
+class Unauthenticated(TaskdeckError):
+    """Nobody is signed in, or the session or API token is missing or invalid."""
+
+    http_status = 401
+
+    def __init__(
+        self, message: str = "Sign in to continue", *, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+
+
+class InvalidCredentials(Unauthenticated):
+    """A sign-in failed; the message never says whether the email exists."""
+
+    MESSAGE = "Wrong email or password"
+
+    def __init__(self, message: str = MESSAGE, *, details: dict[str, Any] | None = None) -> None:
+        # Always the same words, whatever the caller passes: no hint for guessers.
+        super().__init__(self.MESSAGE, details=details)
+
+
+class Forbidden(TaskdeckError):
+    """Signed in, but the role does not allow the action."""
+
+    http_status = 403
+
+    def __init__(
+        self, message: str = "You may not do this", *, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+
+
 class NotFound(TaskdeckError):
     """A named object does not exist."""
 
@@ -59,6 +101,14 @@ class TaskKindNotFound(NotFound):
     """No task kind is registered under that name."""
 
 
+class UserNotFound(NotFound):
+    """No user has that id."""
+
+
+class TokenNotFound(NotFound):
+    """No API token has that id."""
+
+
 class Conflict(TaskdeckError):
     """The object is not in a state that allows the action."""
 
@@ -67,6 +117,34 @@ class Conflict(TaskdeckError):
 
 class RunStateConflict(Conflict):
     """The run's status does not allow that transition."""
+
+
+class UserExists(Conflict):
+    """A user with that email (compared case-insensitively) already exists."""
+
+
+class SetupAlreadyDone(Conflict):
+    """The first admin exists already; /setup is closed."""
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active admin."""
+
+
+class TooManyRequests(TaskdeckError):
+    """Too many attempts in a short time; try again later."""
+
+    http_status = 429
+
+
+class SignInLocked(TooManyRequests):
+    """Too many failed sign-ins for the account or the address; details carry
+    `retry_after_s`."""
+
+    MESSAGE = "Too many failed sign-ins. Try again in a minute."
+
+    def __init__(self, message: str = MESSAGE, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
 
 
 class ServiceUnavailable(TaskdeckError):

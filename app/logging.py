@@ -27,6 +27,8 @@ def _shared_processors() -> list[Any]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        # Tracebacks become text before redaction, so secrets in them are masked too.
+        structlog.processors.format_exc_info,
         redact_event,
     ]
 
@@ -52,7 +54,6 @@ def logging_dictconfig(*, level: str = "INFO", log_format: str = "auto") -> dict
         if fmt == "console"
         else structlog.processors.JSONRenderer()
     )
-    final: list[Any] = [structlog.processors.format_exc_info] if fmt == "json" else []
     quiet_level = logging.getLevelName(max(logging.WARNING, logging.getLevelName(level)))
     return {
         "version": 1,
@@ -62,7 +63,6 @@ def logging_dictconfig(*, level: str = "INFO", log_format: str = "auto") -> dict
                 "()": structlog.stdlib.ProcessorFormatter,
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                    *final,
                     renderer,
                 ],
                 "foreign_pre_chain": _shared_processors(),

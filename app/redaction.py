@@ -8,7 +8,7 @@ from typing import Any
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
-    r"pass(word)?|secret|token|api_?key|authorization|cookie|credential", re.IGNORECASE
+    r"pass(word)?|secret|token|api[_-]?key|authorization|cookie|credential", re.IGNORECASE
 )
 # Keys that mention a secret but hold facts about it, not the secret itself.
 _NOT_SECRET = re.compile(r"(_id|_at|_state|_status|_count|_hint|expires\w*)$", re.IGNORECASE)
@@ -28,6 +28,8 @@ def _redact(key: str, value: Any) -> Any:
         return redact_url(value)
     if isinstance(value, dict):
         return {k: _redact(str(k), v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(key, item) for item in value)
     return value
 
 

@@ -86,17 +86,31 @@ class Settings(BaseSettings):
 def _load_or_create_secret_key(data_dir: Path) -> str:
     """Read the generated key, or write a new one readable by its owner only."""
     path = data_dir / SECRET_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    # O_EXCL: when two processes start at once, one writes and the other reads.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key)
+        if path.exists() and (existing := path.read_text().strip()):
+            return existing
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # Written whole under a temporary name, then linked into place: a
+        # process starting at the same moment never reads a half-written key.
+        key = secrets.token_urlsafe(48)
+        temporary = data_dir / f".{SECRET_KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            # Another process won the race, or a crash left an empty file.
+            if existing := path.read_text().strip():
+                key = existing
+            else:
+                os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+    except OSError as error:
+        raise SettingsError(
+            f"{ENV_PREFIX}DATA_DIR: cannot use {data_dir} ({error.strerror})"
+        ) from None
     return key
 
 

@@ -52,6 +52,8 @@ class LiveHub:
         self._app = app
 
     def watch(self, token: str, topics: Sequence[str], state_cls: type[rx.State]) -> None:
+        """Send events of `topics` to this client's `state_cls`; a topic ending
+        in `*` (e.g. `run:*`) matches every topic with that prefix."""
         for topic in topics:
             self._watchers[topic][token] = state_cls
 
@@ -63,8 +65,9 @@ class LiveHub:
         return len({token for tokens in self._watchers.values() for token in tokens})
 
     def dispatch(self, event: Event) -> None:
-        """Queue `event` for every client watching its topic or `all`."""
-        for topic in (event.topic, "all"):
+        """Queue `event` for every client watching its topic or its prefix."""
+        prefix = event.topic.split(":", 1)[0] + ":*"
+        for topic in (event.topic, prefix):
             for token, state_cls in self._watchers.get(topic, {}).items():
                 self._inbox[(token, state_cls)].append(event)
         self._wakeup.set()

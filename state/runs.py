@@ -16,6 +16,8 @@ from app.queue import get_queue_or_none
 from app.services import runs as run_store
 from app.services.dispatch import launch_run
 from app.services.events import Event
+from app.services.permissions import Permission
+from state.auth import requires
 from state.live import hub
 
 RECENT_RUNS = 20
@@ -72,13 +74,15 @@ class RunsState(rx.State):
         return sum(1 for row in self.runs if row.status not in _FINAL)
 
     @rx.event
+    @requires(Permission.READ)
     async def load_runs(self) -> None:
         """Load from the database, then follow live events."""
-        hub.watch(self.router.session.client_token, ["all"], RunsState)
+        hub.watch(self.router.session.client_token, ["run:*"], RunsState)
         self.live = hub.connected
         await self._reload()
 
     @rx.event
+    @requires(Permission.RUN)
     async def run_demo(self):  # type: ignore[no-untyped-def]
         if self.launching:
             return

@@ -96,11 +96,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api_unexpected_error", path=request.url.path, method=request.method)
+    # Starlette sends this response outside the request-id middleware: add it here.
     return error_response(
         request,
         status=500,
         error="InternalError",
         message="Something went wrong on our side; quote the request id when reporting it",
+        headers={"X-Request-ID": request_id_of(request)},
     )
 
 

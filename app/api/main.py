@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import health
+from app.api import health, runs, users
+from app.api.auth import BearerAuthMiddleware
 from app.api.errors import install_error_handlers
 from app.api.request_id import RequestIdMiddleware
 
@@ -21,6 +22,10 @@ def create_api() -> FastAPI:
         servers=[{"url": API_PREFIX}],
     )
     install_error_handlers(api)
+    # Added last = outermost: every response, 401s included, has a request id.
+    api.add_middleware(BearerAuthMiddleware)
     api.add_middleware(RequestIdMiddleware)
     api.include_router(health.router)
+    api.include_router(users.router)
+    api.include_router(runs.router)
     return api

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import reflex as rx
 
+from state.auth import AuthState
+
 NAV_ITEMS: list[tuple[str, str, str]] = [
     ("Dashboard", "/", "layout-dashboard"),
     ("Tasks", "/tasks", "list-checks"),
@@ -36,9 +38,36 @@ def theme_toggle() -> rx.Component:
     )
 
 
+def user_menu() -> rx.Component:
+    return rx.menu.root(
+        rx.menu.trigger(
+            rx.icon_button(rx.icon("circle-user", size=20), variant="ghost", aria_label="Account")
+        ),
+        rx.menu.content(
+            rx.box(
+                rx.text(AuthState.user_name, weight="bold", size="2"),
+                rx.text(AuthState.user_email + " · " + AuthState.user_role, size="1",
+                        color_scheme="gray"),
+                padding="0.25rem 0.75rem 0.5rem",
+            ),
+            rx.menu.separator(),
+            rx.menu.item("Account settings", on_click=rx.redirect("/settings")),
+            rx.menu.item("Sign out", on_click=AuthState.sign_out),
+        ),
+    )
+
+
+def _session_watch() -> rx.Component:
+    """When this tab's session ends elsewhere, go to the sign-in page."""
+    return rx.cond(
+        AuthState.session_ended,
+        rx.box(on_mount=rx.call_script("window.location.assign('/auth/signed-out')")),
+    )
+
+
 def _brand() -> rx.Component:
     return rx.link(
-        rx.hstack(rx.icon("gauge", size=22), rx.heading("Taskdeck", size="5"), align="center"),
+        rx.hstack(rx.icon("gauge", size=22), rx.heading("Taskdeck", size="5", as_="div"), align="center"),
         href="/",
         underline="none",
         color="inherit",
@@ -51,7 +80,7 @@ def _sidebar() -> rx.Component:
             _brand(),
             rx.vstack(*(_nav_link(*item) for item in NAV_ITEMS), spacing="1", width="100%"),
             rx.spacer(),
-            theme_toggle(),
+            rx.hstack(user_menu(), theme_toggle(), spacing="3"),
             height="100%",
             padding="1rem",
             spacing="5",
@@ -75,6 +104,7 @@ def _topbar() -> rx.Component:
         ),
         _brand(),
         rx.spacer(),
+        user_menu(),
         theme_toggle(),
         display=["flex", "flex", "none"],
         align="center",
@@ -87,6 +117,7 @@ def _topbar() -> rx.Component:
 def page_shell(title: str, *children: rx.Component, banner: rx.Component | None = None):
     """Frame `children` with navigation; `banner` sits above the title."""
     return rx.flex(
+        _session_watch(),
         _sidebar(),
         rx.box(
             _topbar(),

@@ -1,10 +1,12 @@
-"""Pieces shared by every table: UTC timestamps that stay UTC, and JSON text."""
+"""Pieces shared by every table and public shape: UTC timestamps that stay
+UTC, and public models that serialize times as ISO 8601 with a Z."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, field_serializer
 from sqlalchemy import DateTime, TypeDecorator
 
 
@@ -34,3 +36,11 @@ def iso_utc(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class PublicModel(BaseModel):
+    """Base of the `*Public` shapes: times go out as ISO 8601 in UTC with a Z."""
+
+    @field_serializer("*", when_used="json")
+    def _times_as_iso(self, value: Any) -> Any:
+        return iso_utc(value) if isinstance(value, datetime) else value

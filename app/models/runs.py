@@ -6,11 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, field_serializer
+from pydantic import BaseModel
 from sqlalchemy import JSON, Column, Index, String
 from sqlmodel import Field, SQLModel
 
-from app.models.common import UTCDateTime, iso_utc, utc_now
+from app.models.common import PublicModel, UTCDateTime, utc_now
 
 
 class RunStatus(StrEnum):
@@ -100,12 +100,6 @@ class RunLog(SQLModel, table=True):
 # ----- public shapes (API responses, state data) -----
 
 
-class _Public(BaseModel):
-    @field_serializer("*", when_used="json")
-    def _times_as_iso(self, value: Any) -> Any:
-        return iso_utc(value) if isinstance(value, datetime) else value
-
-
 class Progress(BaseModel):
     percent: float = 0.0
     message: str = ""
@@ -116,7 +110,7 @@ class RunError(BaseModel):
     message: str
 
 
-class AttemptPublic(_Public):
+class AttemptPublic(PublicModel):
     number: int
     outcome: AttemptOutcome
     worker_id: str | None
@@ -125,7 +119,7 @@ class AttemptPublic(_Public):
     finished_at: datetime | None
 
 
-class RunPublic(_Public):
+class RunPublic(PublicModel):
     id: int
     task_id: int | None
     kind: str
@@ -141,7 +135,7 @@ class RunPublic(_Public):
     retry_of: int | None
 
 
-class RunLogPublic(_Public):
+class RunLogPublic(PublicModel):
     attempt_number: int
     level: str
     message: str

@@ -1,5 +1,6 @@
 """Imports every table module so that SQLModel.metadata knows them all."""
 
 from app.models.runs import Attempt, Run, RunLog
+from app.models.users import ApiToken, AuditEvent, User, UserSession
 
-__all__ = ["Attempt", "Run", "RunLog"]
+__all__ = ["ApiToken", "Attempt", "AuditEvent", "Run", "RunLog", "User", "UserSession"]

@@ -130,19 +130,27 @@ def finish_run(
         session=session, run_id=run_id, to=status, allowed_from=(RunStatus.RUNNING,), **fields
     ):
         return False
+    _close_running_attempt(
+        session=session, run_id=run_id, outcome=_OUTCOME_FOR_STATUS[status], error=error
+    )
+    return True
+
+
+def _close_running_attempt(
+    *, session: Session, run_id: int, outcome: AttemptOutcome, error: RunError | None = None
+) -> None:
     session.execute(
         update(Attempt)
         .where(
             col(Attempt.run_id) == run_id, col(Attempt.outcome) == AttemptOutcome.RUNNING.value
         )
         .values(
-            outcome=_OUTCOME_FOR_STATUS[status].value,
-            finished_at=now,
+            outcome=outcome.value,
+            finished_at=utc_now(),
             error_type=error.type if error else None,
             error_message=error.message[:MAX_ERROR_MESSAGE_CHARS] if error else None,
         )
     )
-    return True
 
 
 def cancel_run(*, session: Session, run_id: int) -> RunPublic:
@@ -154,6 +162,8 @@ def cancel_run(*, session: Session, run_id: int) -> RunPublic:
         allowed_from=(RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING),
         finished_at=utc_now(),
     )
+    if cancelled:
+        _close_running_attempt(session=session, run_id=run_id, outcome=AttemptOutcome.CANCELLED)
     run = get_run(session=session, run_id=run_id)
     if not cancelled:
         raise RunStateConflict(

@@ -5,6 +5,7 @@ folder, and Debian's Chromium driven by pytest-playwright."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -118,3 +119,87 @@ def base_url(taskdeck_app: RunningApp) -> str:
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+    role: str
+
+
+ADMIN = Account("admin@example.com", "correct horse battery staple", "admin")
+
+
+def taskdeck_cli(app: RunningApp, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """Run the real `taskdeck` command against the running app's data."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TASKDECK_")},
+        "TASKDECK_DATA_DIR": str(app.data_dir),
+    }
+    taskdeck = Path(sys.executable).with_name("taskdeck")
+    return subprocess.run(
+        [sys.executable, str(taskdeck), *args], input=stdin, env=env, capture_output=True,
+        text=True, timeout=60,
+    )
+
+
+def sign_in(page, base_url: str, account: Account, next_path: str = "/") -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/login?next={next_path}")
+    page.get_by_label("Email").fill(account.email)
+    page.get_by_label("Password").fill(account.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile("^" + re.escape(base_url + next_path.rstrip("/")) + "/?$"),
+                             timeout=20_000)
+
+
+@dataclass
+class FirstRun:
+    """What the first visit saw while creating the admin account."""
+
+    redirected_to: str
+    dashboard_after: bool
+
+
+@pytest.fixture(scope="session")
+def first_run(taskdeck_app: RunningApp, browser) -> FirstRun:  # type: ignore[no-untyped-def]
+    """Create the admin through the one-time set-up page, as a new user would."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(taskdeck_app.url)
+    page.wait_for_url("**/setup", timeout=20_000)
+    redirected_to = page.url
+    page.get_by_label("Email").fill(ADMIN.email)
+    page.get_by_label("Display name").fill("Ada Admin")
+    page.get_by_label("Password (at least 12 characters)").fill(ADMIN.password)
+    page.get_by_label("Repeat the password").fill(ADMIN.password)
+    page.get_by_role("button", name="Create the admin account").click()
+    page.wait_for_url(f"{taskdeck_app.url}/", timeout=20_000)
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+    context.close()
+    return FirstRun(redirected_to=redirected_to, dashboard_after=True)
+
+
+@pytest.fixture(scope="session")
+def accounts(taskdeck_app: RunningApp, first_run: FirstRun) -> dict[str, Account]:
+    """The admin, plus an operator and a viewer made with `taskdeck users create`."""
+    made = {"admin": ADMIN}
+    for role in ("operator", "viewer"):
+        account = Account(f"{role}@example.com", f"{role} password 123", role)
+        result = taskdeck_cli(
+            taskdeck_app, "users", "create", "--email", account.email, "--role", role,
+            "--password-stdin", stdin=account.password + "\n",
+        )
+        assert result.returncode == 0, result.stderr
+        made[role] = account
+    return made
+
+
+@pytest.fixture
+def admin_page(page, base_url: str, accounts: dict[str, Account]):  # type: ignore[no-untyped-def]
+    sign_in(page, base_url, accounts["admin"])
+    return page

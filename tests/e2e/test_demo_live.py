@@ -9,6 +9,8 @@ import re
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from tests.e2e.conftest import Account, sign_in
+
 pytestmark = pytest.mark.e2e
 
 # Percentages the row showed, recorded in the page as they render.
@@ -35,9 +37,9 @@ def _newest_run_id(page: Page) -> str:
 
 
 def test_run_demo_shows_live_progress_in_two_tabs(
-    page: Page, context: BrowserContext, base_url: str
+    admin_page: Page, context: BrowserContext, base_url: str
 ) -> None:
-    page.goto(base_url)
+    page = admin_page
     other = context.new_page()
     other.goto(base_url)
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
@@ -61,8 +63,8 @@ def test_run_demo_shows_live_progress_in_two_tabs(
     expect(page.locator(".count-succeeded")).not_to_have_text("0")
 
 
-def test_theme_switch_and_navigation_have_accessible_names(page: Page, base_url: str) -> None:
-    page.goto(base_url)
+def test_theme_switch_and_navigation_have_accessible_names(admin_page: Page) -> None:
+    page = admin_page
     toggle = page.get_by_role("button", name="Toggle theme").first
     html = page.locator("html")
     before = html.get_attribute("class") or ""
@@ -73,10 +75,12 @@ def test_theme_switch_and_navigation_have_accessible_names(page: Page, base_url:
         expect(nav.get_by_role("link", name=label)).to_be_visible()
 
 
-def test_phone_width_shows_menu_instead_of_sidebar(browser, base_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_phone_width_shows_menu_instead_of_sidebar(  # type: ignore[no-untyped-def]
+    browser, base_url: str, accounts: dict[str, Account]
+) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 740})
     page = context.new_page()
-    page.goto(base_url)
+    sign_in(page, base_url, accounts["admin"])
     expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
     page.get_by_role("button", name="Menu").click()
     page.get_by_role("menuitem", name="Runs").click()

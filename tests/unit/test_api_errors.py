@@ -1,6 +1,9 @@
 """The REST API's one error shape, request ids and health, through the real
 FastAPI app from `create_api()` (TestClient, no server). Test-only routes are
-added to that app to raise the errors the product routes will raise."""
+added to that app to raise the errors the product routes will raise.
+
+Every path but health and the OpenAPI document needs a token, so the client
+carries a real API token of a viewer, made in the test's own SQLite file."""
 
 from __future__ import annotations
 
@@ -14,7 +17,12 @@ from pydantic import BaseModel
 from structlog.testing import capture_logs
 
 from app.api.main import API_PREFIX, create_api
+from app.db import session_scope
 from app.errors import RunNotFound
+from app.migrate import upgrade_to_head
+from app.models.users import Role
+from app.services import api_tokens
+from app.services import users as user_store
 from tests.conftest import _clear_caches
 
 ERROR_KEYS = {"error", "message", "details", "request_id"}
@@ -39,11 +47,38 @@ def _add_test_routes(api: FastAPI) -> None:
         raise RunNotFound(f"Run {run_id} does not exist", details={"run_id": run_id})
 
 
+def _api_token() -> str:
+    """A real token of a real viewer, through the services the CLI uses."""
+    upgrade_to_head()
+    with session_scope() as session:
+        user = user_store.create_user(
+            session=session,
+            email="viewer@example.com",
+            display_name="Viewer",
+            password="correct horse battery staple",
+            role=Role.VIEWER,
+            actor=None,
+        )
+    with session_scope() as session:
+        created = api_tokens.create_token(
+            session=session, owner_id=user.id, name="tests", expires_at=None, actor=None
+        )
+    return created.token
+
+
 @pytest.fixture
 def client(isolated_settings: Path) -> Iterator[TestClient]:
     api = create_api()
     _add_test_routes(api)
-    with TestClient(api, raise_server_exceptions=False) as test_client:
+    headers = {"Authorization": f"Bearer {_api_token()}"}
+    with TestClient(api, raise_server_exceptions=False, headers=headers) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anonymous(isolated_settings: Path) -> Iterator[TestClient]:
+    """A client without a token."""
+    with TestClient(create_api(), raise_server_exceptions=False) as test_client:
         yield test_client
 
 
@@ -62,6 +97,16 @@ def test_unknown_path_is_404_in_the_error_shape(client: TestClient) -> None:
     assert response.status_code == 404
     _assert_error_shape(response.json(), "NotFound")
     assert "/no/such/path" in response.json()["message"]
+
+
+def test_unknown_path_without_token_is_401_not_404(anonymous: TestClient) -> None:
+    """Without a token nothing tells which paths exist; still the one shape."""
+    response = anonymous.get("/no/such/path")
+
+    assert response.status_code == 401
+    body = response.json()
+    assert set(body) == ERROR_KEYS
+    assert body["request_id"] == response.headers.get("x-request-id")
 
 
 def test_wrong_method_is_405_in_the_error_shape(client: TestClient) -> None:
@@ -108,13 +153,6 @@ def test_unexpected_error_is_500_without_trace_or_exception_text(client: TestCli
     assert errors[0].get("exc_info"), "the trace must reach the log"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/api/main.py line 24 adds RequestIdMiddleware inside Starlette's "
-    "ServerErrorMiddleware, which sends the 500 from the Exception handler "
-    "(app/api/errors.py _unexpected_error) around it, so a 500 has no X-Request-ID "
-    "header; set the header in _unexpected_error or wrap the app outside",
-)
 def test_unexpected_error_response_carries_the_request_id_header(client: TestClient) -> None:
     """The id a user quotes from a 500 must match the one in the logs and proxies."""
     with capture_logs():  # skip rendering the trace on the console (slow)
@@ -182,9 +220,9 @@ def test_unsafe_incoming_request_id_is_replaced(client: TestClient, incoming: st
     assert "set-cookie" not in response.headers
 
 
-def test_openapi_document_names_the_prefix_and_needs_no_token(client: TestClient) -> None:
+def test_openapi_document_names_the_prefix_and_needs_no_token(anonymous: TestClient) -> None:
     """Generated clients read `servers` to build URLs under /api/v1."""
-    response = client.get("/openapi.json")
+    response = anonymous.get("/openapi.json")
 
     assert response.status_code == 200
     document = response.json()
@@ -193,9 +231,9 @@ def test_openapi_document_names_the_prefix_and_needs_no_token(client: TestClient
     assert "/health" in document["paths"]
 
 
-def test_health_without_redis_is_degraded_but_200(client: TestClient) -> None:
-    """Redis down must not take the web UI off a load balancer."""
-    response = client.get("/health")
+def test_health_without_redis_is_degraded_but_200(anonymous: TestClient) -> None:
+    """Redis down must not take the web UI off a load balancer; no token needed."""
+    response = anonymous.get("/health")
 
     assert response.status_code == 200
     body = response.json()

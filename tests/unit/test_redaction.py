@@ -103,11 +103,6 @@ def test_stdlib_loggers_go_through_the_same_redaction(json_logs: Any) -> None:
     assert line["level"] == "warning"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/redaction.py line 11, pattern `api_?key` misses `api-key`, so the "
-    "value of an `X-API-Key` header (the usual api_key auth header) is logged in clear",
-)
 def test_api_key_header_value_is_masked(json_logs: Any) -> None:
     """Header names use hyphens; the api_key auth kind sends `X-API-Key`."""
     structlog.get_logger("test").info("request", headers={"X-API-Key": "key-12345"})
@@ -115,11 +110,6 @@ def test_api_key_header_value_is_masked(json_logs: Any) -> None:
     assert "key-12345" not in json.dumps(json_logs()[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/redaction.py _redact (line 24-31) recurses into dicts only, "
-    "so URL credentials and secret keys inside lists/tuples are logged in clear",
-)
 def test_secrets_inside_lists_are_masked(json_logs: Any) -> None:
     """Lists of URLs (e.g. Redis sentinels) or header pairs are common fields."""
     structlog.get_logger("test").info(
@@ -130,12 +120,6 @@ def test_secrets_inside_lists_are_masked(json_logs: Any) -> None:
     assert "listpw" not in raw
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/logging.py renders exc_info (format_exc_info, line 54) after "
-    "redact_event (line 30), so a URL password inside an exception message reaches "
-    "the log; format exceptions before redact_event in _shared_processors",
-)
 def test_exception_text_is_redacted(json_logs: Any) -> None:
     """`log.exception` in the API error handler logs the message of whatever broke."""
     try:

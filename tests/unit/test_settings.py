@@ -112,12 +112,6 @@ def test_given_secret_key_wins_and_writes_no_file(
     assert not (isolated_settings / SECRET_KEY_FILE).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: app/settings.py _load_or_create_secret_key (lines 89-98) returns the "
-    "content of an existing secret_key file even when it is empty, which is what a "
-    "second process reads while the first is between os.open(O_EXCL) and write()",
-)
 def test_an_empty_secret_key_file_is_never_used_as_the_key(isolated_settings: Path) -> None:
     """The file is created empty before it is written; a reader in that window
     (two processes starting at once) must not end up with an empty key."""

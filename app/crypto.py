@@ -1,0 +1,33 @@
+"""Keys derived from TASKDECK_SECRET_KEY, one per purpose, so that a key
+used for one thing (sign-in tickets, credentials at rest) never serves
+another. HKDF-SHA256 turns the configured secret into Fernet keys."""
+
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.settings import get_settings
+
+
+def derive_key(secret: str, purpose: str) -> bytes:
+    """32 bytes bound to `purpose`, derived from `secret`."""
+    return HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=b"taskdeck", info=purpose.encode()
+    ).derive(secret.encode())
+
+
+@lru_cache(maxsize=16)
+def _fernet(secret: str, purpose: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(derive_key(secret, purpose)))
+
+
+def fernet_for(purpose: str) -> Fernet:
+    """A Fernet for `purpose` under the configured secret key."""
+    key = get_settings().secret_key
+    assert key is not None  # load_settings always fills it
+    return _fernet(key.get_secret_value(), purpose)

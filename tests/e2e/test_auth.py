@@ -1,0 +1,178 @@
+"""Sign-in, roles and API tokens as people and scripts meet them."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, WebSocketRoute, expect
+
+from reflex.utils.format import format_event_handler
+
+from state.runs import RunsState
+from tests.e2e.conftest import (
+    ADMIN,
+    Account,
+    FirstRun,
+    RunningApp,
+    sign_in,
+    taskdeck_cli,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def _api(base_url: str, path: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
+    request = urllib.request.Request(f"{base_url}/api/v1{path}", method=method)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _run_count(app: RunningApp) -> int:
+    with sqlite3.connect(app.data_dir / "taskdeck.db") as db:
+        return int(db.execute("SELECT count(*) FROM runs").fetchone()[0])
+
+
+def test_first_run_creates_the_admin_once(
+    first_run: FirstRun, page: Page, base_url: str
+) -> None:
+    assert first_run.redirected_to.endswith("/setup")
+    assert first_run.dashboard_after
+    page.goto(f"{base_url}/setup")
+    expect(page).to_have_url(re.compile(r"/login"))  # the set-up page is gone for good
+
+
+def test_pages_need_a_session(page: Page, base_url: str, accounts: dict[str, Account]) -> None:
+    page.goto(f"{base_url}/runs")
+    expect(page).to_have_url(re.compile(r"/login\?next=/runs"))
+    page.get_by_label("Email").fill(ADMIN.email)
+    page.get_by_label("Password").fill("not the password at all")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("Wrong email or password")
+    page.get_by_label("Password").fill(ADMIN.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile("^" + re.escape(base_url) + r"/runs/?$"))
+    cookie = next(c for c in page.context.cookies() if c["name"] == "taskdeck_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+
+def test_sign_out_in_one_tab_signs_out_the_other(
+    admin_page: Page, base_url: str
+) -> None:
+    other = admin_page.context.new_page()
+    other.goto(f"{base_url}/runs")
+    expect(other.get_by_role("heading", name="Runs", exact=True)).to_be_visible()
+
+    admin_page.get_by_role("button", name="Account").first.click()
+    admin_page.get_by_role("menuitem", name="Sign out").click()
+    expect(admin_page).to_have_url(re.compile(r"/login"))
+    # The other tab is told live and leaves, without anybody touching it.
+    expect(other).to_have_url(re.compile(r"/login"), timeout=15_000)
+    other.goto(f"{base_url}/")
+    expect(other).to_have_url(re.compile(r"/login"))
+
+
+def test_viewer_sees_no_run_button_and_a_crafted_event_is_refused(
+    page: Page, base_url: str, accounts: dict[str, Account], taskdeck_app: RunningApp
+) -> None:
+    frames: list[str] = []
+    servers: list[WebSocketRoute] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        servers.append(server)
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, str):
+                frames.append(message)
+            server.send(message)
+
+        ws.on_message(to_server)
+        server.on_message(ws.send)
+
+    page.route_web_socket(re.compile(r".*/_event.*"), relay)
+    sign_in(page, base_url, accounts["viewer"])
+    expect(page.get_by_role("heading", name="Recent runs")).to_be_visible()
+    expect(page.get_by_role("button", name="Run demo")).to_have_count(0)
+    before = _run_count(taskdeck_app)
+
+    # Craft what a hand-made client would send: this page's own connect event,
+    # renamed to the run handler the viewer has no button for.
+    connect = next(f for f in reversed(frames) if f.startswith("40/_event,"))
+    event = json.loads(connect.removeprefix("40/_event,"))["event"]
+    event.update(name=format_event_handler(RunsState.run_demo), payload={})
+    servers[-1].send("42/_event," + json.dumps(["event", event]))
+
+    expect(page.get_by_text("Your role (viewer) may not do this")).to_be_visible()
+    page.wait_for_timeout(1000)
+    assert _run_count(taskdeck_app) == before
+
+
+def test_api_tokens_act_with_their_owners_role(
+    base_url: str, accounts: dict[str, Account], taskdeck_app: RunningApp
+) -> None:
+    tokens = {}
+    for role in ("admin", "operator", "viewer"):
+        made = taskdeck_cli(taskdeck_app, "tokens", "create", "--email", accounts[role].email)
+        assert made.returncode == 0, made.stderr
+        tokens[role] = made.stdout.strip()
+        assert tokens[role].startswith("td_")
+
+    status, body = _api(base_url, "/me")
+    assert status == 401 and body["error"] == "Unauthenticated" and body["request_id"]
+    assert _api(base_url, "/no-such-thing")[0] == 401  # no hint what exists
+    assert _api(base_url, "/me", "td_not-a-real-token")[0] == 401
+    status, body = _api(base_url, "/me", tokens["viewer"])
+    assert status == 200 and body["role"] == "viewer" and body["email"] == "viewer@example.com"
+    assert _api(base_url, "/users", tokens["operator"])[0] == 403
+    status, body = _api(base_url, "/users", tokens["admin"])
+    assert status == 200 and {u["email"] for u in body["items"]} >= {ADMIN.email}
+    assert all("password" not in json.dumps(u) for u in body["items"])
+    assert _api(base_url, "/health")[0] == 200  # health needs no token
+
+    # A viewer may read a run but not cancel it; an operator may.
+    with sqlite3.connect(taskdeck_app.data_dir / "taskdeck.db") as db:
+        db.execute(
+            "INSERT INTO runs (kind, params, status, trigger, progress_percent, progress_message,"
+            " attempt_count, max_attempts, created_at) VALUES ('demo', '{}', 'queued', 'api', 0,"
+            " '', 0, 1, '2026-12-03 18:00:00.000000')"
+        )
+        run_id = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+    assert _api(base_url, f"/runs/{run_id}", tokens["viewer"])[0] == 200
+    status, body = _api(base_url, f"/runs/{run_id}/cancel", tokens["viewer"], method="POST")
+    assert status == 403 and body["error"] == "Forbidden"
+    status, body = _api(base_url, f"/runs/{run_id}/cancel", tokens["operator"], method="POST")
+    assert status == 200 and body["status"] == "cancelled"
+    status, body = _api(base_url, "/runs/999999", tokens["viewer"])
+    assert status == 404 and body["error"] == "RunNotFound"
+
+
+def test_expired_and_revoked_tokens_are_refused(
+    admin_page: Page, base_url: str
+) -> None:
+    page = admin_page
+    page.goto(f"{base_url}/settings")
+    page.get_by_role("tab", name="API tokens").click()
+    page.get_by_role("button", name="New token").click()
+    page.get_by_label("Name").fill("e2e script")
+    page.get_by_role("button", name="Create token").click()
+    token_field = page.get_by_label("New token", exact=True)
+    expect(token_field).to_have_value(re.compile(r"^td_"))
+    token = token_field.input_value()
+    assert _api(base_url, "/me", token)[0] == 200
+    page.get_by_role("button", name="Done").click()
+
+    page.get_by_role("button", name="Revoke token e2e script").click()
+    expect(page.get_by_text("Token revoked")).to_be_visible()
+    status, body = _api(base_url, "/me", token)
+    assert status == 401 and body["error"] == "Unauthenticated"

@@ -1,0 +1,174 @@
+"""The real `taskdeck` console script in subprocesses: what an operator sees
+when a setting is wrong, when the port is taken or when the data folder is
+unusable. One clear `taskdeck: error:` line, the documented exit code, no
+trace, and nothing left running."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from app.migrate import head_revision
+
+pytestmark = pytest.mark.integration
+
+TASKDECK = Path(sys.executable).with_name("taskdeck")
+# Generous: these commands fail before starting anything, in about a second.
+COMMAND_TIMEOUT_S = 60
+ERROR_PREFIX = "taskdeck: error: "
+
+
+def _env(data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The parent's environment without any TASKDECK_* variable, plus ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TASKDECK_")}
+    env["TASKDECK_DATA_DIR"] = str(data_dir)
+    env.update(overrides)
+    return env
+
+
+def _taskdeck(
+    *args: str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TASKDECK), *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _assert_one_error_line(stderr: str, starts_with: str = ERROR_PREFIX) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(starts_with), stderr
+    return lines[0]
+
+
+def _processes_mentioning(marker: str) -> list[str]:
+    """Live processes (other than this one) whose cmdline or env names `marker`."""
+    found = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        if process.pid == os.getpid() or process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            cmdline = " ".join(process.info["cmdline"] or [])
+            environ = process.environ() if marker not in cmdline else {}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if marker in cmdline or any(marker in value for value in environ.values()):
+            found.append(f"{process.pid}: {cmdline}")
+    return found
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    """An empty cwd (so no project .env is read) with the data folder inside."""
+    yield tmp_path
+    leftovers = _processes_mentioning(str(tmp_path))
+    assert leftovers == [], f"processes left running: {leftovers}"
+
+
+def test_console_script_is_installed() -> None:
+    assert TASKDECK.is_file() and os.access(TASKDECK, os.X_OK)
+
+
+def test_bad_port_is_one_error_line_and_exit_2(workdir: Path) -> None:
+    result = _taskdeck(
+        "web", cwd=workdir, env=_env(workdir / "data", TASKDECK_PORT="abc")
+    )
+
+    assert result.returncode == 2
+    _assert_one_error_line(result.stderr, starts_with=f"{ERROR_PREFIX}TASKDECK_PORT")
+    assert result.stdout == ""
+
+
+def test_bad_database_url_does_not_print_the_password(workdir: Path) -> None:
+    result = _taskdeck(
+        "migrate",
+        cwd=workdir,
+        env=_env(workdir / "data", TASKDECK_DATABASE_URL="mysql://app:hunter2@db/x"),
+    )
+
+    assert result.returncode == 2
+    line = _assert_one_error_line(result.stderr, f"{ERROR_PREFIX}TASKDECK_DATABASE_URL")
+    assert "hunter2" not in line and "hunter2" not in result.stdout
+
+
+def test_migrate_prints_the_revision_and_exits_0(workdir: Path) -> None:
+    result = _taskdeck("migrate", cwd=workdir, env=_env(workdir / "data"))
+
+    head = head_revision()
+    assert head is not None
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.strip().splitlines()[-1].endswith(head)
+    assert (workdir / "data" / "taskdeck.db").is_file()
+
+
+def test_worker_without_redis_url_exits_2_with_a_clear_line(workdir: Path) -> None:
+    result = _taskdeck("worker", cwd=workdir, env=_env(workdir / "data"))
+
+    assert result.returncode == 2
+    line = _assert_one_error_line(result.stderr)
+    assert "TASKDECK_REDIS_URL" in line
+
+
+def test_run_on_a_taken_port_exits_1_and_starts_nothing(workdir: Path) -> None:
+    """A second `taskdeck run` must say the port is taken, not half-start."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        result = _taskdeck(
+            "run",
+            cwd=workdir,
+            env=_env(workdir / "data", TASKDECK_PORT=str(port), TASKDECK_HOST="127.0.0.1"),
+        )
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert str(port) in line
+    assert "TASKDECK_PORT" in line, "the message says how to fix it"
+    assert _processes_mentioning(str(workdir)) == []
+
+
+def test_web_with_a_file_as_data_dir_and_a_given_key_fails_cleanly(workdir: Path) -> None:
+    not_a_dir = workdir / "data"
+    not_a_dir.write_text("I am a file")
+    env = _env(not_a_dir, TASKDECK_PORT=str(_free_port()), TASKDECK_SECRET_KEY="k" * 40)
+
+    result = _taskdeck("web", cwd=workdir, env=env)
+
+    assert result.returncode != 0
+    _assert_one_error_line(result.stderr)
+    assert not_a_dir.read_text() == "I am a file"
+
+
+def test_web_with_a_file_as_data_dir_fails_with_one_line(workdir: Path) -> None:
+    """The default setup (no key given) must fail as cleanly as any other."""
+    not_a_dir = workdir / "data"
+    not_a_dir.write_text("I am a file")
+    env = _env(not_a_dir, TASKDECK_PORT=str(_free_port()))
+
+    result = _taskdeck("web", cwd=workdir, env=env)
+
+    assert result.returncode != 0
+    _assert_one_error_line(result.stderr)
