@@ -9,7 +9,7 @@ BUN := .tools/bun/bin/bun
 CHROMIUM ?= $(or $(TASKDECK_CHROMIUM),/usr/bin/chromium)
 export TASKDECK_CHROMIUM := $(CHROMIUM)
 
-.PHONY: run test test-unit test-integration test-e2e install install-test browser clean
+.PHONY: run test test-unit test-integration test-e2e install install-test lock browser clean
 
 run: install
 	$(BIN)/taskdeck run
@@ -34,13 +34,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# requirements.lock pins every package, transitive ones too, so a fresh
+# install resolves the same set; `make lock` refreshes it after pyproject changes.
+$(VENV)/.installed: pyproject.toml requirements.lock | $(BIN)/python
+	$(BIN)/pip install --quiet -c requirements.lock -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements.lock $(VENV)/.installed
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
+
+lock: install-test
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
 
 # Reflex would download bun from the internet; take it from the npm registry.
 $(BUN):

@@ -67,7 +67,7 @@ def _session_watch() -> rx.Component:
 
 def _brand() -> rx.Component:
     return rx.link(
-        rx.hstack(rx.icon("gauge", size=22), rx.heading("Taskdeck", size="5", as_="div"), align="center"),
+        rx.hstack(rx.icon("gauge", size=22), rx.text("Taskdeck", size="5", weight="bold"), align="center"),
         href="/",
         underline="none",
         color="inherit",

@@ -85,16 +85,18 @@ def test_sign_out_in_one_tab_signs_out_the_other(
 def test_viewer_sees_no_run_button_and_a_crafted_event_is_refused(
     page: Page, base_url: str, accounts: dict[str, Account], taskdeck_app: RunningApp
 ) -> None:
-    frames: list[str] = []
-    servers: list[WebSocketRoute] = []
+    # Each websocket of the page: its connection to the server and what the
+    # page sent on it.
+    sockets: list[tuple[WebSocketRoute, list[str]]] = []
 
     def relay(ws: WebSocketRoute) -> None:
         server = ws.connect_to_server()
-        servers.append(server)
+        sent: list[str] = []
+        sockets.append((server, sent))
 
         def to_server(message: str | bytes) -> None:
             if isinstance(message, str):
-                frames.append(message)
+                sent.append(message)
             server.send(message)
 
         ws.on_message(to_server)
@@ -106,12 +108,21 @@ def test_viewer_sees_no_run_button_and_a_crafted_event_is_refused(
     expect(page.get_by_role("button", name="Run demo")).to_have_count(0)
     before = _run_count(taskdeck_app)
 
+    def dashboard_connect() -> str | None:
+        server, sent = sockets[-1]
+        return next((f for f in sent if f.startswith("40/_event,")), None)
+
+    for _ in range(100):  # the dashboard's socket may still be connecting
+        if sockets and dashboard_connect():
+            break
+        page.wait_for_timeout(100)
+    connect = dashboard_connect()
+    assert connect is not None
     # Craft what a hand-made client would send: this page's own connect event,
     # renamed to the run handler the viewer has no button for.
-    connect = next(f for f in reversed(frames) if f.startswith("40/_event,"))
     event = json.loads(connect.removeprefix("40/_event,"))["event"]
     event.update(name=format_event_handler(RunsState.run_demo), payload={})
-    servers[-1].send("42/_event," + json.dumps(["event", event]))
+    sockets[-1][0].send("42/_event," + json.dumps(["event", event]))
 
     expect(page.get_by_text("Your role (viewer) may not do this")).to_be_visible()
     page.wait_for_timeout(1000)
