@@ -14,8 +14,11 @@ export TASKDECK_CHROMIUM := $(CHROMIUM)
 run: install
 	$(BIN)/taskdeck run
 
+# Two runs: Playwright's sync API keeps an event loop open for the rest of a
+# pytest session, which async tests collected after it cannot share.
 test: install-test browser
-	$(BIN)/pytest
+	$(BIN)/pytest tests/unit tests/integration
+	$(BIN)/pytest tests/e2e
 
 test-unit: install-test
 	$(BIN)/pytest tests/unit

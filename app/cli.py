@@ -44,6 +44,19 @@ def _migrate() -> str | None:
         _fail(f"cannot open the database: {type(error).__name__}: {error}", code=1)
 
 
+def _prepare_server() -> Settings:
+    """Settings, a free port and a migrated database, or one clear line and exit."""
+    from app.runtime import ensure_port_free
+
+    settings = _settings()
+    try:
+        ensure_port_free(settings.host, settings.port)
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    _migrate()
+    return settings
+
+
 @click.group()
 def main() -> None:
     """Taskdeck: a control room for API jobs."""
@@ -70,15 +83,9 @@ def worker() -> None:
 @main.command()
 def web() -> None:
     """Run the web server (UI, websocket and /api/v1) on TASKDECK_HOST:TASKDECK_PORT."""
-    from app.runtime import PROJECT_ROOT, ensure_port_free, reflex_environment
-    from app.runtime import settings_environment
+    from app.runtime import PROJECT_ROOT, reflex_environment, settings_environment
 
-    settings = _settings()
-    try:
-        ensure_port_free(settings.host, settings.port)
-    except TaskdeckError as error:
-        _fail(error.message, code=1)
-    _migrate()
+    settings = _prepare_server()
     os.environ.update(settings_environment(settings))
     os.environ.update(reflex_environment())
     os.chdir(PROJECT_ROOT)
@@ -205,15 +212,10 @@ def run() -> None:
     """Run everything: embedded Redis (unless TASKDECK_REDIS_URL is set), a
     worker and the web server, supervised; Ctrl-C stops them all."""
     from app.embedded_redis import EmbeddedRedisError, plan_embedded_redis, wait_for_redis
-    from app.runtime import ensure_port_free, settings_environment, taskdeck_command
+    from app.runtime import settings_environment, taskdeck_command
     from app.supervisor import ChildSpec, Supervisor
 
-    settings = _settings()
-    try:
-        ensure_port_free(settings.host, settings.port)
-    except TaskdeckError as error:
-        _fail(error.message, code=1)
-    _migrate()
+    settings = _prepare_server()
 
     children: list[ChildSpec] = []
     child_env = {**os.environ, **settings_environment(settings)}

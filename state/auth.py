@@ -20,7 +20,7 @@ import reflex as rx
 import structlog
 
 from app.db import session_scope
-from app.errors import Forbidden, TaskdeckError, Unauthenticated
+from app.errors import TaskdeckError, Unauthenticated
 from app.models.users import Principal
 from app.queue import get_queue_or_none
 from app.services import auth as auth_service

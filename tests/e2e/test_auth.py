@@ -187,3 +187,39 @@ def test_expired_and_revoked_tokens_are_refused(
     expect(page.get_by_text("Token revoked")).to_be_visible()
     status, body = _api(base_url, "/me", token)
     assert status == 401 and body["error"] == "Unauthenticated"
+
+
+def test_deactivating_a_user_ends_their_open_session_at_once(
+    admin_page: Page, browser, base_url: str, taskdeck_app: RunningApp  # type: ignore[no-untyped-def]
+) -> None:
+    leaving = Account("leaver@example.com", "leaver password 123", "operator")
+    made = taskdeck_cli(taskdeck_app, "users", "create", "--email", leaving.email, "--role",
+                        "operator", "--password-stdin", stdin=leaving.password + "\n")
+    assert made.returncode == 0, made.stderr
+    their_context = browser.new_context()
+    theirs = their_context.new_page()
+    sign_in(theirs, base_url, leaving)
+
+    admin_page.goto(f"{base_url}/settings")
+    admin_page.get_by_role("tab", name="Users").click()
+    admin_page.get_by_role("button", name=f"Deactivate {leaving.email}").click()
+    expect(admin_page.get_by_text(f"{leaving.email} deactivated")).to_be_visible()
+
+    expect(theirs).to_have_url(re.compile(r"/login"), timeout=15_000)
+    theirs.get_by_label("Email").fill(leaving.email)
+    theirs.get_by_label("Password").fill(leaving.password)
+    theirs.get_by_role("button", name="Sign in").click()
+    expect(theirs.get_by_role("alert")).to_contain_text("Wrong email or password")
+    their_context.close()
+
+
+def test_no_password_or_token_reaches_the_logs(
+    accounts: dict[str, Account], taskdeck_app: RunningApp, admin_page: Page
+) -> None:
+    """Runs after sign-ins, failed sign-ins and token creation above."""
+    made = taskdeck_cli(taskdeck_app, "tokens", "create", "--email", accounts["viewer"].email)
+    token = made.stdout.strip()
+    log = taskdeck_app.log_path.read_text(errors="replace")
+    assert "event_refused" in log or "signed_in" in log  # the log is the app's
+    for secret in [account.password for account in accounts.values()] + [token]:
+        assert secret not in log

@@ -9,10 +9,21 @@ from pathlib import Path
 
 import pytest
 import redis
+from argon2 import PasswordHasher
 
 from app.embedded_redis import plan_embedded_redis, wait_for_redis
 from app.migrate import upgrade_to_head
 from app.queue import close_queue, get_queue
+from app.services import passwords
+
+
+@pytest.fixture(autouse=True)
+def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real argon2id with small parameters, so that the suite stays quick
+    (the default parameters are covered by tests/unit/test_passwords.py)."""
+    monkeypatch.setattr(
+        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture(scope="session")

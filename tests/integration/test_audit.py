@@ -4,20 +4,19 @@ the filters and the cursor work, and no password or token ever lands in it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from argon2 import PasswordHasher
 from sqlalchemy import text
 
 from app.db import get_engine, session_scope
 from app.errors import InvalidCredentials
 from app.models.common import utc_now
 from app.models.users import AuditEventPublic, Principal, Role, UserPublic
-from app.services import api_tokens, audit, passwords
+from app.services import api_tokens, audit
 from app.services import users as user_store
 from app.services.auth import sign_in, sign_out, sign_out_everywhere
 
@@ -42,13 +41,6 @@ ALL_ACTIONS = {
     "setup.admin_created",
 }
 
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-    yield
 
 
 @pytest.fixture

@@ -4,12 +4,10 @@ ever reaches the database file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import update
 from sqlmodel import col
 
@@ -17,7 +15,7 @@ from app.db import get_engine, session_scope
 from app.errors import Forbidden, TokenNotFound, ValidationFailed
 from app.models.common import utc_now
 from app.models.users import ApiToken, CreatedToken, Principal, Role, UserPublic, UserSession
-from app.services import api_tokens, passwords
+from app.services import api_tokens
 from app.services import sessions as session_store
 from app.services import users as user_store
 from app.services.auth import principal_for_api_token, principal_for_session
@@ -26,13 +24,6 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = "correct horse battery"
 
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-    yield
 
 
 def _create(email: str, role: Role) -> UserPublic:

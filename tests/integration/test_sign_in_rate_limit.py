@@ -6,19 +6,18 @@ and unlock by themselves."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from argon2 import PasswordHasher
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.db import session_scope
 from app.errors import InvalidCredentials, SignInLocked
 from app.models.users import Role, UserPublic
-from app.services import passwords, ratelimit
+from app.services import ratelimit
 from app.services import users as user_store
 from app.services.auth import SignIn, principal_for_session, sign_in
 
@@ -30,13 +29,6 @@ WRONG = "incorrect horse battery"
 LOCKED_MESSAGE = "Too many failed sign-ins. Try again in a minute."
 IP = "198.51.100.10"
 
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-    yield
 
 
 @pytest.fixture

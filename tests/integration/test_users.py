@@ -5,7 +5,7 @@ changes and the password check of a sign-in."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,14 +33,6 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 PASSWORD = "correct horse battery"
 
-
-@pytest.fixture(autouse=True)
-def fast_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Real argon2id with small parameters, so that the suite stays quick."""
-    monkeypatch.setattr(
-        passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    )
-    yield
 
 
 def _create(email: str, role: Role | str = Role.OPERATOR, password: str = PASSWORD) -> UserPublic:
