@@ -11,6 +11,7 @@ from app.api.browser_session import AUTH_PREFIX, create_browser_session_app
 from app.api.main import API_PREFIX, create_api
 from app.logging import configure_logging
 from app.pages.dashboard import dashboard
+from app.pages.profiles import profile_page, profiles_page
 from app.pages.runs import runs_page
 from app.pages.settings import settings_page
 from app.pages.sign_in import login_page, setup_page
@@ -19,6 +20,7 @@ from app.settings import get_settings
 from state.account import SettingsState
 from state.auth import AuthState
 from state.live import hub
+from state.profiles import ProfilesState, ProfileState
 from state.runs import RunsState
 from state.sign_in import SetupState, SignInState
 
@@ -46,6 +48,10 @@ app.add_page(dashboard, route="/", title="Dashboard · Taskdeck",
              on_load=_signed_in(RunsState.load_runs))
 app.add_page(runs_page, route="/runs", title="Runs · Taskdeck",
              on_load=_signed_in(RunsState.load_runs))
+app.add_page(profiles_page, route="/profiles", title="Profiles · Taskdeck",
+             on_load=_signed_in(ProfilesState.load_profiles))
+app.add_page(profile_page, route="/profiles/[profile_id]", title="Profile · Taskdeck",
+             on_load=_signed_in(ProfileState.load_profile))
 app.add_page(settings_page, route="/settings", title="Settings · Taskdeck",
              on_load=_signed_in(SettingsState.open_settings))
 app.add_page(login_page, route="/login", title="Sign in · Taskdeck",

@@ -1,13 +1,17 @@
 """Keys derived from TASKDECK_SECRET_KEY, one per purpose, so that a key
 used for one thing (sign-in tickets, credentials at rest) never serves
-another. HKDF-SHA256 turns the configured secret into Fernet keys."""
+another. HKDF-SHA256 turns the configured secret into Fernet keys.
+
+For data kept at rest, `multi_fernet_for` also reads what was encrypted
+under the keys in TASKDECK_OLD_SECRET_KEYS, and encrypts under the current
+key only, so that a key can be rotated without losing anything."""
 
 from __future__ import annotations
 
 import base64
 from functools import lru_cache
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -31,3 +35,13 @@ def fernet_for(purpose: str) -> Fernet:
     key = get_settings().secret_key
     assert key is not None  # load_settings always fills it
     return _fernet(key.get_secret_value(), purpose)
+
+
+def multi_fernet_for(purpose: str) -> MultiFernet:
+    """A MultiFernet for `purpose`: encrypts under the current secret key,
+    decrypts under it or any of the old keys (TASKDECK_OLD_SECRET_KEYS), and
+    `rotate()`s tokens onto the current key."""
+    settings = get_settings()
+    assert settings.secret_key is not None  # load_settings always fills it
+    secrets = [settings.secret_key, *settings.old_secret_keys]
+    return MultiFernet([_fernet(secret.get_secret_value(), purpose) for secret in secrets])

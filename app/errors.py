@@ -3,6 +3,7 @@ translate them into the one error shape or a message for the user.
 
     TaskdeckError                 code, http_status, user message, details
     ├── SettingsError             a setting is missing or invalid (500)
+    ├── SecretUnreadable          a stored credential cannot be decrypted (500)
     ├── ValidationFailed          input that breaks a rule (422)
     ├── Unauthenticated           nobody is signed in, or the proof is bad (401)
     │   └── InvalidCredentials    always "Wrong email or password"
@@ -11,12 +12,17 @@ translate them into the one error shape or a message for the user.
     │   ├── RunNotFound
     │   ├── TaskKindNotFound
     │   ├── UserNotFound
-    │   └── TokenNotFound
+    │   ├── TokenNotFound
+    │   └── ProfileNotFound
     ├── Conflict                  the object is not in a state that allows it (409)
     │   ├── RunStateConflict
     │   ├── UserExists
     │   ├── SetupAlreadyDone
-    │   └── LastAdmin
+    │   ├── LastAdmin
+    │   ├── ProfileNameTaken
+    │   └── ProfileInUse
+    ├── OutboundError             an outside API failed or could not be reached (502)
+    │   └── TokenRefreshFailed    the OAuth2 token endpoint gave no token
     ├── TooManyRequests           slow down and try again later (429)
     │   └── SignInLocked
     └── ServiceUnavailable        a dependency is down (503)
@@ -47,6 +53,16 @@ class TaskdeckError(Exception):
 
 class SettingsError(TaskdeckError):
     """A setting is missing or invalid; the message names the variable."""
+
+
+class SecretUnreadable(TaskdeckError):
+    """A stored credential cannot be decrypted with the configured secret key
+    (the key changed without TASKDECK_OLD_SECRET_KEYS, or the data is damaged)."""
+
+    MESSAGE = "A stored credential cannot be decrypted with the configured secret key"
+
+    def __init__(self, message: str = MESSAGE, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
 
 
 class ValidationFailed(TaskdeckError):
@@ -109,6 +125,10 @@ class TokenNotFound(NotFound):
     """No API token has that id."""
 
 
+class ProfileNotFound(NotFound):
+    """No profile has that id."""
+
+
 class Conflict(TaskdeckError):
     """The object is not in a state that allows the action."""
 
@@ -129,6 +149,14 @@ class SetupAlreadyDone(Conflict):
 
 class LastAdmin(Conflict):
     """The change would leave no active admin."""
+
+
+class ProfileNameTaken(Conflict):
+    """Another profile has that name (compared case-insensitively)."""
+
+
+class ProfileInUse(Conflict):
+    """Tasks use the profile; details carry `tasks`, how many."""
 
 
 class TooManyRequests(TaskdeckError):
@@ -159,3 +187,19 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 class QueueUnavailable(ServiceUnavailable):
     """Redis, and so the job queue, cannot be reached."""
+
+
+class OutboundError(TaskdeckError):
+    """An outside API answered with an error or could not be reached; the
+    message names the host and the error class, never a secret or a query."""
+
+    http_status = 502
+    MESSAGE = "The API answered with an error or could not be reached"
+
+    def __init__(self, message: str = MESSAGE, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+
+
+class TokenRefreshFailed(OutboundError):
+    """The OAuth2 token endpoint gave no usable token; `details["reason"]`
+    holds the server's error text (never a secret)."""

@@ -29,8 +29,13 @@ from app.redaction import redact_url
 from app.services import runs as run_store
 from app.services.dispatch import EXECUTE_RUN_JOB, run_event
 from app.services.events import publish_quietly
+from app.services.connection_tests import TEST_CONNECTION_JOB
 from app.services.health import WORKER_KEY_PREFIX
+from app.services.oauth2 import TokenManager
+from app.services.outbound import close_http_client
+from app.services.token_states import LiveTokenStateStore
 from app.settings import get_settings
+from jobs.profiles import refresh_tokens_forever, test_profile_connection
 from jobs.reporter import RunReporter
 
 log = structlog.get_logger(__name__)
@@ -71,13 +76,16 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     ctx["started_at"] = iso_utc(utc_now())
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
+    ctx["tokens"] = TokenManager(redis=ctx["redis"], store=LiveTokenStateStore(ctx["redis"]))
+    ctx["token_refresher"] = asyncio.create_task(refresh_tokens_forever(ctx))
     log.info("worker_started", worker_id=ctx["worker_id"])
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    task = ctx.get("heartbeat")
-    if task is not None:
-        task.cancel()
+    for name in ("heartbeat", "token_refresher"):
+        if (task := ctx.get(name)) is not None:
+            task.cancel()
+    await close_http_client()
     if "worker_id" in ctx:
         try:
             await ctx["redis"].delete(WORKER_KEY_PREFIX + ctx["worker_id"])
@@ -147,7 +155,10 @@ async def execute_run(ctx: dict[str, Any], run_id: int) -> str:
 
 
 class WorkerSettings:
-    functions = [func(execute_run, name=EXECUTE_RUN_JOB, timeout=JOB_TIMEOUT_S)]
+    functions = [
+        func(execute_run, name=EXECUTE_RUN_JOB, timeout=JOB_TIMEOUT_S),
+        func(test_profile_connection, name=TEST_CONNECTION_JOB, timeout=120),
+    ]
     on_startup = startup
     on_shutdown = shutdown
     max_jobs = 50

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from app.api import health, runs, users
+from app.api import health, profiles, runs, users
 from app.api.auth import BearerAuthMiddleware
 from app.api.errors import install_error_handlers
 from app.api.request_id import RequestIdMiddleware
@@ -28,4 +28,5 @@ def create_api() -> FastAPI:
     api.include_router(health.router)
     api.include_router(users.router)
     api.include_router(runs.router)
+    api.include_router(profiles.router)
     return api

@@ -11,7 +11,6 @@ from app.components.layout import page_shell
 
 UPCOMING: dict[str, tuple[str, str]] = {
     "/tasks": ("Tasks", "Defining tasks and schedules is not available in this version yet."),
-    "/profiles": ("Profiles", "API connection profiles are not available in this version yet."),
     "/alerts": ("Alerts", "Alerts are not available in this version yet."),
 }
 

@@ -1,0 +1,104 @@
+"""/profiles: list, create, read, update, delete, clone and test connection."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
+
+from app.api.auth import allowed, current_principal
+from app.db import session_scope
+from app.models.profiles import ProfileInput, ProfilePublic
+from app.models.users import Principal
+from app.queue import get_queue_or_none
+from app.services import profiles as profile_store
+from app.services.connection_tests import run_connection_test
+from app.services.permissions import Permission
+
+router = APIRouter(tags=["profiles"])
+
+
+class CloneRequest(BaseModel):
+    name: str | None = Field(default=None, description="Name of the copy (default: '<name> (copy)')")
+
+
+class TestRequest(BaseModel):
+    path: str = Field(default="", max_length=2000, description="Path under the base URL to call")
+
+
+def _in_session(function: Any, /, **kwargs: Any) -> Any:
+    with session_scope() as session:
+        return function(session=session, **kwargs)
+
+
+def _call(function: Any, /, **kwargs: Any) -> Any:
+    return asyncio.to_thread(_in_session, function, **kwargs)
+
+
+@router.get("/profiles", summary="Profiles, filtered by a search text or a tag")
+async def list_profiles(
+    search: str | None = Query(default=None, max_length=200),
+    tag: str | None = Query(default=None, max_length=40),
+    _: Principal = Depends(current_principal),
+) -> dict[str, Any]:
+    items = await _call(profile_store.list_profiles, search=search, tag=tag)
+    return {"items": items, "next_cursor": None}
+
+
+@router.post("/profiles", status_code=201, summary="Create a profile")
+async def create_profile(
+    data: ProfileInput, principal: Principal = Depends(allowed(Permission.EDIT))
+) -> ProfilePublic:
+    return await _call(profile_store.create_profile, data=data, actor=principal)
+
+
+@router.get("/profiles/{profile_id}", summary="One profile (secrets masked)")
+async def get_profile(profile_id: int, _: Principal = Depends(current_principal)) -> ProfilePublic:
+    return await _call(profile_store.get_profile, profile_id=profile_id)
+
+
+@router.put("/profiles/{profile_id}", summary="Replace a profile; omitted secrets are kept")
+async def update_profile(
+    profile_id: int, data: ProfileInput, principal: Principal = Depends(allowed(Permission.EDIT))
+) -> ProfilePublic:
+    return await _call(
+        profile_store.update_profile, profile_id=profile_id, data=data, actor=principal
+    )
+
+
+@router.delete("/profiles/{profile_id}", status_code=204, summary="Delete a profile")
+async def delete_profile(
+    profile_id: int,
+    force: bool = Query(default=False, description="Delete even while tasks use it"),
+    principal: Principal = Depends(allowed(Permission.EDIT)),
+) -> Response:
+    await _call(profile_store.delete_profile, profile_id=profile_id, actor=principal, force=force)
+    return Response(status_code=204)
+
+
+@router.post("/profiles/{profile_id}/clone", status_code=201, summary="Copy a profile")
+async def clone_profile(
+    profile_id: int,
+    body: CloneRequest | None = None,
+    principal: Principal = Depends(allowed(Permission.EDIT)),
+) -> ProfilePublic:
+    return await _call(
+        profile_store.clone_profile,
+        profile_id=profile_id,
+        new_name=body.name if body else None,
+        actor=principal,
+    )
+
+
+@router.post("/profiles/{profile_id}/test", summary="Call the API once and report what happened")
+async def test_profile(
+    profile_id: int,
+    body: TestRequest | None = None,
+    _: Principal = Depends(allowed(Permission.RUN)),
+) -> dict[str, Any]:
+    await _call(profile_store.get_profile, profile_id=profile_id)  # ProfileNotFound first
+    return await run_connection_test(
+        await get_queue_or_none(), profile_id=profile_id, path=body.path if body else ""
+    )

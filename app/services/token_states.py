@@ -1,0 +1,45 @@
+"""Token state that also reaches open views: every change recorded in the
+database is published on `profile:<id>` right after."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from app.models.profiles import ProfilePublic, TokenStatus
+from app.services.events import Event, RedisLike, publish_quietly
+from app.services.profiles import DbTokenStateStore
+
+
+def profile_topic(profile_id: int) -> str:
+    return f"profile:{profile_id}"
+
+
+def profile_event(profile: ProfilePublic, event_type: str) -> Event:
+    return Event(
+        topic=profile_topic(profile.id),
+        type=event_type,
+        id=str(profile.id),
+        data={"profile": profile.model_dump(mode="json")},
+    )
+
+
+class LiveTokenStateStore:
+    """The OAuth2 token manager's store: the database, then an event."""
+
+    def __init__(self, redis: RedisLike | None) -> None:
+        self._db = DbTokenStateStore()
+        self._redis = redis
+
+    async def record(
+        self,
+        profile_id: int,
+        status: TokenStatus,
+        expires_at: datetime | None,
+        error: str | None,
+    ) -> ProfilePublic:
+        profile = await self._db.record(profile_id, status, expires_at, error)
+        await publish_quietly(self._redis, profile_event(profile, "token_state"))
+        return profile
+
+    async def store_refresh_token(self, profile_id: int, refresh_token: str) -> None:
+        await self._db.store_refresh_token(profile_id, refresh_token)
