@@ -190,6 +190,31 @@ def tokens_create(email: str, name: str, expires_days: int | None) -> None:
     click.echo(created.token)
 
 
+@main.group()
+def keys() -> None:
+    """Manage the secret key that encrypts stored credentials."""
+
+
+@keys.command("rotate")
+def keys_rotate() -> None:
+    """Re-encrypt every stored credential under the current TASKDECK_SECRET_KEY.
+
+    Set the new key in TASKDECK_SECRET_KEY and the previous one(s) in
+    TASKDECK_OLD_SECRET_KEYS (comma-separated), run this, then drop the old ones.
+    """
+    from app.db import session_scope
+    from app.services.profiles import rotate_credentials
+
+    _settings()
+    _migrate()
+    try:
+        with session_scope() as session:
+            count = rotate_credentials(session=session)
+    except TaskdeckError as error:
+        _fail(error.message, code=1)
+    click.echo(f"re-encrypted the credentials of {count} profile(s) under the current key")
+
+
 def _wait_for_web(url: str) -> Callable[[], None]:
     def ready() -> None:
         deadline = time.monotonic() + WEB_READY_TIMEOUT_S

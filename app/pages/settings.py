@@ -6,6 +6,8 @@ from __future__ import annotations
 import reflex as rx
 
 from app.components.forms import field
+from app.services import audit
+from app.services import profiles as profile_store
 from app.components.layout import page_shell
 from app.components.panel import panel
 from state.account import PASSWORD_FORM_ID, AccountState
@@ -15,11 +17,7 @@ from state.tokens import EXPIRY_CHOICES, NEW_TOKEN_FIELD, TokenRow, TokensState
 from state.users import UserRow, UsersState
 
 ROLES = ["admin", "operator", "viewer"]
-AUDIT_ACTIONS = [
-    "all", "auth.sign_in", "auth.sign_in_failed", "auth.sign_out", "auth.sign_out_everywhere",
-    "setup.admin_created", "user.create", "user.role_change", "user.deactivate",
-    "user.activate", "user.password_change", "token.create", "token.revoke", "run.cancel",
-]
+AUDIT_ACTIONS = ["all", *audit.ACTIONS, *profile_store.AUDIT_ACTIONS, "run.cancel"]
 
 
 def _account() -> rx.Component:

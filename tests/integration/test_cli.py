@@ -172,3 +172,57 @@ def test_web_with_a_file_as_data_dir_fails_with_one_line(workdir: Path) -> None:
 
     assert result.returncode != 0
     _assert_one_error_line(result.stderr)
+
+
+def test_keys_rotate_moves_credentials_to_the_new_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Encrypted under key A; after `keys rotate` with B (and A as old),
+    key B alone reads them, and a wrong key is one clear error line."""
+    from app.db import get_engine, session_scope
+    from app.migrate import upgrade_to_head
+    from app.models.profiles import ProfileInput
+    from app.services import profiles as profile_store
+    from app.settings import get_settings
+
+    data_dir = tmp_path / "data"
+    key_a, key_b = "a" * 40, "b" * 40
+
+    def use(**env: str) -> None:
+        for name in ("TASKDECK_SECRET_KEY", "TASKDECK_OLD_SECRET_KEYS"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("TASKDECK_DATA_DIR", str(data_dir))
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+
+    use(TASKDECK_SECRET_KEY=key_a)
+    upgrade_to_head()
+    with session_scope() as session:
+        profile = profile_store.create_profile(
+            session=session,
+            data=ProfileInput(
+                name="p", base_url="https://api.example.com",
+                auth={"kind": "bearer", "token": "tok-rotate-me-123"},
+            ),
+            actor=None,
+        )
+
+    wrong = _taskdeck("keys", "rotate", cwd=tmp_path, env=_env(
+        data_dir, TASKDECK_SECRET_KEY=key_b, TASKDECK_LOG_LEVEL="ERROR"))
+    assert wrong.returncode == 1
+    assert "cannot be decrypted" in _assert_one_error_line(wrong.stderr)
+
+    done = _taskdeck("keys", "rotate", cwd=tmp_path, env=_env(
+        data_dir, TASKDECK_SECRET_KEY=key_b, TASKDECK_OLD_SECRET_KEYS=key_a,
+        TASKDECK_LOG_LEVEL="WARNING"))
+    assert done.returncode == 0, done.stderr
+    assert "1 profile" in done.stdout
+
+    use(TASKDECK_SECRET_KEY=key_b)
+    with session_scope() as session:
+        resolved = profile_store.resolve_profile(session=session, profile_id=profile.id)
+    assert resolved.auth["token"] == "tok-rotate-me-123"
+    get_settings.cache_clear()
+    get_engine.cache_clear()
