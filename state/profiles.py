@@ -38,10 +38,10 @@ class ProfileRow:
     auth_kind: str
     tags: list[str]
     token_status: str
-    token_detail: str
+    expiry_note: str
 
 
-def token_detail(profile: ProfilePublic) -> str:
+def expiry_note(profile: ProfilePublic) -> str:
     state = profile.token_state
     if state.status is TokenStatus.FAILED:
         return state.error or "refresh failed"
@@ -61,7 +61,7 @@ def to_row(profile: ProfilePublic) -> ProfileRow:
         auth_kind=str(profile.auth.get("kind", "none")),
         tags=list(profile.tags),
         token_status=profile.token_state.status.value,
-        token_detail=token_detail(profile),
+        expiry_note=expiry_note(profile),
     )
 
 

@@ -57,18 +57,18 @@ def _list_for(principal: Principal) -> list[ApiTokenPublic]:
 
 
 class TokensState(rx.State):
-    tokens: list[TokenRow] = []
+    rows: list[TokenRow] = []
     loading: bool = True
     name_error: str = ""
     create_open: bool = False
     # The new token itself is never kept in state (states are persisted):
     # it goes to the browser once, as an event that fills NEW_TOKEN_FIELD.
-    token_created: bool = False
+    just_created: bool = False
 
     @rx.event
     @requires(Permission.READ)
     async def load_tokens(self) -> None:
-        self.tokens = [_row(t) for t in await asyncio.to_thread(_list_for, acting_principal())]
+        self.rows = [_row(t) for t in await asyncio.to_thread(_list_for, acting_principal())]
         self.loading = False
 
     @rx.event
@@ -76,7 +76,7 @@ class TokensState(rx.State):
         self.create_open = value
         self.name_error = ""
         if not value:
-            self.token_created = False
+            self.just_created = False
 
     @rx.event
     @requires(Permission.READ)
@@ -103,8 +103,8 @@ class TokensState(rx.State):
             self.name_error = next(iter(error.details.get("fields", {}).values()), error.message)
             return
         self.name_error = ""
-        self.token_created = True
-        self.tokens = [_row(t) for t in await asyncio.to_thread(_list_for, principal)]
+        self.just_created = True
+        self.rows = [_row(t) for t in await asyncio.to_thread(_list_for, principal)]
         yield  # render the field first, then fill it
         yield rx.set_value(NEW_TOKEN_FIELD, token)
 
@@ -121,5 +121,5 @@ class TokensState(rx.State):
             await asyncio.to_thread(revoke)
         except TaskdeckError as error:
             return rx.toast.error(error.message)
-        self.tokens = [_row(t) for t in await asyncio.to_thread(_list_for, principal)]
+        self.rows = [_row(t) for t in await asyncio.to_thread(_list_for, principal)]
         return rx.toast.success("Token revoked")

@@ -36,7 +36,7 @@ def _profile_card(row: ProfileRow) -> rx.Component:
                 width="100%",
             ),
             rx.text(row.base_url, size="2", color_scheme="gray", word_break="break-all"),
-            rx.cond(row.token_detail != "", rx.text(row.token_detail, size="1",
+            rx.cond(row.expiry_note != "", rx.text(row.expiry_note, size="1",
                                                     class_name="token-detail")),
             width="100%",
         ),
@@ -209,7 +209,7 @@ def profile_page() -> rx.Component:
                 rx.hstack(
                     rx.heading(ProfileState.row.name, size="5", as_="h2"),
                     token_badge(ProfileState.row.token_status),
-                    rx.text(ProfileState.row.token_detail, size="2", class_name="token-detail"),
+                    rx.text(ProfileState.row.expiry_note, size="2", class_name="token-detail"),
                     rx.spacer(),
                     rx.cond(AuthState.can_run, _danger_zone()),
                     wrap="wrap",

@@ -99,7 +99,7 @@ def _new_token_dialog() -> rx.Component:
         rx.dialog.content(
             rx.dialog.title("New API token"),
             rx.cond(
-                TokensState.token_created,
+                TokensState.just_created,
                 rx.vstack(
                     rx.callout("Copy the token now: it is shown only this once.",
                                icon="key-round", color_scheme="amber", width="100%"),
@@ -142,11 +142,11 @@ def _tokens() -> rx.Component:
                 "with its owner's role.", size="2", color_scheme="gray"),
         rx.box(_new_token_dialog(), margin_y="0.75rem"),
         rx.cond(
-            TokensState.tokens.length() > 0,
+            TokensState.rows.length() > 0,
             rx.table.root(
                 rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
                     ("Name", "Token", "Owner", "Last used", "Expires", "")))),
-                rx.table.body(rx.foreach(TokensState.tokens, _token_row)),
+                rx.table.body(rx.foreach(TokensState.rows, _token_row)),
                 width="100%",
             ),
             rx.text("No API tokens yet.", color_scheme="gray"),
