@@ -7,6 +7,7 @@ https); Reflex states read it from the websocket handshake headers.
 from __future__ import annotations
 
 from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlsplit
 
 SESSION_COOKIE = "taskdeck_session"
 
@@ -21,3 +22,17 @@ def session_token_from_header(cookie_header: str | None) -> str | None:
         return None
     morsel = jar.get(SESSION_COOKIE)
     return morsel.value if morsel and morsel.value else None
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: only a path of this site. `/runs` yes;
+    `//evil.example`, `/\\evil.example` (browsers read `\\` as `/`),
+    `https://…` and anything with control characters no."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    if "\\" in target or any(ord(char) < 32 or ord(char) == 127 for char in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return target

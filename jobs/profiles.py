@@ -10,7 +10,8 @@ from typing import Any
 import structlog
 
 from app.db import session_scope
-from app.models.profiles import ResolvedProfile
+from app.errors import TaskdeckError
+from app.models.profiles import ResolvedProfile, TokenStatus
 from app.services import profiles as profile_store
 from app.services.outbound import test_connection
 
@@ -25,15 +26,25 @@ def _resolve(profile_id: int) -> ResolvedProfile:
         return profile_store.resolve_profile(session=session, profile_id=profile_id)
 
 
-def _resolve_oauth2_profiles() -> list[ResolvedProfile]:
+def _resolve_oauth2_profiles() -> tuple[list[ResolvedProfile], list[tuple[int, str]]]:
+    """Every OAuth2 profile that can be read, and the ids (with why) of those
+    that cannot: one unreadable profile must not stop the others' refreshes."""
+    resolved: list[ResolvedProfile] = []
+    unreadable: list[tuple[int, str]] = []
     with session_scope() as session:
-        return [
-            profile_store.resolve_profile(session=session, profile_id=profile_id)
-            for profile_id in profile_store.oauth2_profile_ids(session=session)
-        ]
+        for profile_id in profile_store.oauth2_profile_ids(session=session):
+            try:
+                profile = profile_store.resolve_profile(session=session, profile_id=profile_id)
+            except TaskdeckError as error:
+                unreadable.append((profile_id, error.message))
+            else:
+                resolved.append(profile)
+    return resolved, unreadable
 
 
-async def test_profile_connection(ctx: dict[str, Any], profile_id: int, path: str) -> dict[str, Any]:
+async def test_profile_connection(
+    ctx: dict[str, Any], profile_id: int, path: str
+) -> dict[str, Any]:
     """Call the profile's API once; the result shape of POST /profiles/{id}/test."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(profile_id=profile_id)
@@ -44,9 +55,15 @@ async def test_profile_connection(ctx: dict[str, Any], profile_id: int, path: st
 async def refresh_tokens_forever(ctx: dict[str, Any]) -> None:
     """Refresh every OAuth2 token that is past its refresh point; with several
     workers, the token manager's Redis lock lets only one refresh each."""
+    reported: set[int] = set()
     while True:
         try:
-            profiles = await asyncio.to_thread(_resolve_oauth2_profiles)
+            profiles, unreadable = await asyncio.to_thread(_resolve_oauth2_profiles)
+            for profile_id, why in unreadable:
+                if profile_id not in reported:  # once, not every second
+                    reported.add(profile_id)
+                    await ctx["token_store"].record(profile_id, TokenStatus.FAILED, None, why)
+            reported &= {profile_id for profile_id, _ in unreadable}
             if profiles:
                 await ctx["tokens"].refresh_due(profiles)
         except asyncio.CancelledError:

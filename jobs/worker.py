@@ -76,7 +76,8 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["worker_id"] = new_worker_id()
     ctx["started_at"] = iso_utc(utc_now())
     ctx["heartbeat"] = asyncio.create_task(_heartbeat(ctx))
-    ctx["tokens"] = TokenManager(redis=ctx["redis"], store=LiveTokenStateStore(ctx["redis"]))
+    ctx["token_store"] = LiveTokenStateStore(ctx["redis"])
+    ctx["tokens"] = TokenManager(redis=ctx["redis"], store=ctx["token_store"])
     ctx["token_refresher"] = asyncio.create_task(refresh_tokens_forever(ctx))
     log.info("worker_started", worker_id=ctx["worker_id"])
 
@@ -101,9 +102,11 @@ def _describe(error: BaseException) -> RunError:
 async def _announce(redis: Any, run_id: int, event_type: str) -> None:
     def read() -> Any:
         with session_scope() as session:
-            return run_store.get_run(session=session, run_id=run_id)
+            run = run_store.get_run(session=session, run_id=run_id)
+            return run, run_store.count_runs_by_status(session=session)
 
-    await publish_quietly(redis, run_event(await asyncio.to_thread(read), event_type))
+    run, counts = await asyncio.to_thread(read)
+    await publish_quietly(redis, run_event(run, event_type, counts))
 
 
 async def execute_run(ctx: dict[str, Any], run_id: int) -> str:
@@ -134,24 +137,51 @@ async def execute_run(ctx: dict[str, Any], run_id: int) -> str:
         params = spec.parse_params(raw_params)
         result = await spec.function(reporter, params)
     except asyncio.CancelledError:
-        status, error = RunStatus.CANCELLED, RunError(type="Cancelled", message="Run cancelled")
+        # The worker is stopping (or arq's backstop timeout fired). A user's
+        # cancel has already moved the run out of `running`, and then
+        # finish_run below changes nothing.
+        status = RunStatus.FAILED
+        error = RunError(type="WorkerStopped", message="The worker stopped during the run")
         raise
     except Exception as exc:
         status, error = RunStatus.FAILED, _describe(exc)
         log.warning("run_failed", error_type=error.type)
     finally:
-        await reporter.flush()
-
-        def finish() -> bool:
-            with session_scope() as session:
-                return run_store.finish_run(
-                    session=session, run_id=run_id, status=status, result=result, error=error
-                )
-
-        await asyncio.to_thread(finish)
-        await _announce(redis, run_id, "status")
-        log.info("run_finished", status=status.value)
+        await _finish(redis, reporter, run_id, status, result, error)
     return status.value
+
+
+async def _finish(
+    redis: Any,
+    reporter: RunReporter,
+    run_id: int,
+    status: RunStatus,
+    result: dict[str, Any] | None,
+    error: RunError | None,
+) -> None:
+    """Store the outcome whatever else fails: the last progress and the
+    announcement are best effort, the final status is not."""
+
+    def finish() -> bool:
+        with session_scope() as session:
+            return run_store.finish_run(
+                session=session, run_id=run_id, status=status, result=result, error=error
+            )
+
+    try:
+        await reporter.flush()
+    except Exception as flush_error:
+        log.warning("run_progress_not_flushed", error=type(flush_error).__name__)
+    try:
+        await asyncio.to_thread(finish)
+    except Exception:
+        log.exception("run_outcome_not_stored", status=status.value)
+        return
+    try:
+        await _announce(redis, run_id, "status")
+    except Exception as announce_error:
+        log.warning("run_outcome_not_announced", error=type(announce_error).__name__)
+    log.info("run_finished", status=status.value)
 
 
 class WorkerSettings:

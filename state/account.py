@@ -10,7 +10,7 @@ import reflex as rx
 from app.db import session_scope
 from app.errors import TaskdeckError, ValidationFailed
 from app.services import users as user_store
-from app.services.permissions import Permission
+from app.services.permissions import Permission, can
 from state.auth import acting_principal, announce_ended_sessions, requires
 
 
@@ -67,6 +67,6 @@ class SettingsState(rx.State):
         from state.users import UsersState
 
         events: list[Any] = [TokensState.load_tokens]
-        if acting_principal().role.value == "admin":
+        if can(acting_principal(), Permission.MANAGE_USERS):
             events += [UsersState.load_users, AuditState.load_audit]
         return events

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from app.services.events import CHANNEL_PATTERN, Event, decode
 from app.settings import get_settings
 
 FRAME_S = 0.05
+SWEEP_EVERY_S = 60.0
 RESUBSCRIBE_INITIAL_S = 0.5
 RESUBSCRIBE_MAX_S = 10.0
 
@@ -126,9 +128,29 @@ class LiveHub:
         for token, state_cls in clients:
             await self._with_state(token, state_cls, lambda s: s._on_live_status(connected))
 
+    def sweep(self) -> int:
+        """Forget clients whose socket is gone (closed tabs of quiet topics);
+        returns how many were dropped."""
+        gone = {
+            token
+            for tokens in self._watchers.values()
+            for token in tokens
+            if not self._is_connected_client(token)
+        }
+        for token in gone:
+            self.unwatch(token)
+        return len(gone)
+
     async def _flush_forever(self) -> None:
+        last_sweep = time.monotonic()
         while True:
-            await self._wakeup.wait()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), SWEEP_EVERY_S)
+            except TimeoutError:
+                pass
+            if time.monotonic() - last_sweep >= SWEEP_EVERY_S:
+                self.sweep()
+                last_sweep = time.monotonic()
             self._wakeup.clear()
             batches, self._inbox = self._inbox, defaultdict(list)
             await asyncio.gather(

@@ -69,7 +69,9 @@ def to_input(form: dict[str, Any], kind: str) -> ProfileInput:
         name=_text(form, "name"),
         description=_text(form, "description"),
         base_url=_text(form, "base_url"),
-        headers=parse_headers(form.get("headers", "") if isinstance(form.get("headers"), str) else ""),
+        headers=parse_headers(
+            form.get("headers", "") if isinstance(form.get("headers"), str) else ""
+        ),
         timeout_s=timeout_s,
         verify_tls=form.get("verify_tls") in (True, "on", "true", "1"),
         tags=parse_tags(_text(form, "tags")),

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import reflex as rx
+import structlog
 
 from app.db import session_scope
 from app.errors import TaskdeckError, ValidationFailed
@@ -17,14 +18,15 @@ from app.queue import get_queue_or_none
 from app.services import profiles as profile_store
 from app.services.connection_tests import run_connection_test
 from app.services.events import Event, publish_quietly
-from app.services.oauth2 import TokenManager
 from app.services.permissions import Permission
-from app.services.token_states import LiveTokenStateStore, profile_event, profile_topic
+from app.services.token_states import forget_cached_token, profile_event, profile_topic
 from state.auth import acting_principal, requires
 from state.live import hub
 from state.profile_form import field_errors, form_values, secret_hints, to_input
 
 AUTH_KINDS = [kind.value for kind in AuthKind]
+
+log = structlog.get_logger(__name__)
 
 
 @dataclasses.dataclass
@@ -79,16 +81,8 @@ async def announce(profile: ProfilePublic | None, profile_id: int, event_type: s
     if profile is not None:
         await publish_quietly(redis, profile_event(profile, event_type))
     else:
-        await publish_quietly(
-            redis, Event(topic=profile_topic(profile_id), type=event_type, id=str(profile_id), data={})
-        )
-
-
-async def forget_cached_token(profile_id: int) -> None:
-    """After a change of auth settings the cached OAuth2 token is stale."""
-    redis = await get_queue_or_none()
-    if redis is not None:
-        await TokenManager(redis=redis, store=LiveTokenStateStore(redis)).forget(profile_id)
+        event = Event(topic=profile_topic(profile_id), type=event_type, id=str(profile_id), data={})
+        await publish_quietly(redis, event)
 
 
 class ProfilesState(rx.State):
@@ -208,10 +202,12 @@ class ProfileState(rx.State):
     @requires(Permission.READ)
     async def load_profile(self) -> None:
         raw = str(self.router.page.params.get("profile_id", ""))
+        token = self.router.session.client_token
+        hub.unwatch(token, [profile_topic(self._profile_id)])
         self._profile_id = int(raw) if raw.isdigit() else 0
         self.test_result = {}
         self.errors = {}
-        hub.watch(self.router.session.client_token, [profile_topic(self._profile_id)], ProfileState)
+        hub.watch(token, [profile_topic(self._profile_id)], ProfileState)
         await self._reload()
 
     async def _reload(self) -> None:
@@ -251,7 +247,7 @@ class ProfileState(rx.State):
             return None
         self.errors = {}
         self._show(profile)
-        await forget_cached_token(profile.id)
+        await forget_cached_token(await get_queue_or_none(), profile.id)
         await announce(profile, profile.id, "updated")
         return rx.toast.success("Profile saved")
 
@@ -270,8 +266,10 @@ class ProfileState(rx.State):
                 await get_queue_or_none(), profile_id=profile_id, path=path
             )
         except TaskdeckError as error:
-            result = {"ok": False, "status_code": None, "latency_ms": None, "excerpt": "",
-                      "error": error.message}
+            result = {"ok": False, "error": error.message}
+        except Exception as error:  # the button must never stay stuck
+            log.exception("connection_test_failed", profile_id=profile_id)
+            result = {"ok": False, "error": f"The test could not finish ({type(error).__name__})"}
         async with self:
             self.testing = False
             self.test_result = {
@@ -307,12 +305,14 @@ class ProfileState(rx.State):
             )
         except TaskdeckError as error:
             return rx.toast.error(error.message)
-        await forget_cached_token(profile_id)
+        await forget_cached_token(await get_queue_or_none(), profile_id)
         await announce(None, profile_id, "deleted")
         return [rx.toast.success("Profile deleted"), rx.redirect("/profiles")]
 
     async def _apply_live_events(self, events: Sequence[Event]) -> None:
         for event in events:
+            if int(event.id) != self._profile_id:
+                continue  # an event for the profile this tab showed before
             data = event.data.get("profile")
             # Not the form: another tab's edit must not clobber this one's.
             if event.type in ("token_state", "updated") and data:

@@ -96,12 +96,12 @@ class RunsState(rx.State):
                 trigger=RunTrigger.MANUAL,
             )
         except TaskdeckError as error:
-            self.launching = False
             yield rx.toast.error(error.message)
             return
+        finally:
+            self.launching = False  # never a stuck button, whatever happened
         self._upsert(to_row(run))
         self.counts = {**self.counts, "queued": self.counts.get("queued", 0) + 1}
-        self.launching = False
         if not hub.connected:
             yield rx.toast.warning("Run queued; live updates are paused until Redis is back")
 
@@ -137,10 +137,10 @@ class RunsState(rx.State):
                 self._upsert(to_row(RunPublic.model_validate(event.data["run"])))
             elif event.type == "progress":
                 self._set_progress(run_id, **event.data["progress"])
+            if "counts" in event.data:
+                self.counts = dict(event.data["counts"])
         if needs_reload:
             await self._reload()
-        elif any(event.type in ("created", "status") for event in events):
-            self.counts = await asyncio.to_thread(_count_runs)
 
     def _upsert(self, row: RunRow) -> None:
         rows = list(self.runs)
@@ -164,10 +164,5 @@ class RunsState(rx.State):
 
 
 _FINAL = frozenset(status.value for status in FINAL_STATUSES)
-
-
-def _count_runs() -> dict[str, int]:
-    with session_scope() as session:
-        return run_store.count_runs_by_status(session=session)
 
 

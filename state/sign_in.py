@@ -17,6 +17,7 @@ from app.queue import get_queue_or_none
 from app.services import auth as auth_service
 from app.services import users as user_store
 from app.services.sign_in_tickets import issue_ticket
+from app.session_cookie import safe_next
 from state.auth import _user_count, principal_of
 
 MAX_FIELD_CHARS = 2000
@@ -39,8 +40,7 @@ class SignInState(rx.State):
 
     @rx.var
     def next_path(self) -> str:
-        target = self.router.url.query_parameters.get("next", "/")
-        return target if target.startswith("/") and not target.startswith("//") else "/"
+        return safe_next(self.router.url.query_parameters.get("next", "/"))
 
     @rx.var
     def expired_ticket(self) -> bool:
@@ -74,8 +74,9 @@ class SignInState(rx.State):
             )
         except TaskdeckError as error:
             self.error = error.message
-            self.submitting = False
             return
+        finally:
+            self.submitting = False
         yield _go_with_ticket(result.session_token, self.next_path)
 
 

@@ -102,6 +102,9 @@ class TokensState(rx.State):
         except ValidationFailed as error:
             self.name_error = next(iter(error.details.get("fields", {}).values()), error.message)
             return
+        except TaskdeckError as error:
+            yield rx.toast.error(error.message)
+            return
         self.name_error = ""
         self.just_created = True
         self.rows = [_row(t) for t in await asyncio.to_thread(_list_for, principal)]

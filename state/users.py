@@ -37,7 +37,9 @@ def _row(user: UserPublic) -> UserRow:
         display_name=user.display_name,
         role=user.role.value,
         is_active=user.is_active,
-        last_login=user.last_login_at.strftime("%Y-%m-%d %H:%M UTC") if user.last_login_at else "never",
+        last_login=user.last_login_at.strftime("%Y-%m-%d %H:%M UTC")
+        if user.last_login_at
+        else "never",
     )
 
 

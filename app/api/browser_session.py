@@ -3,28 +3,17 @@ outside the token-protected /api/v1)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
 from app.services.sessions import SESSION_TTL_S
-from app.services.sign_in_tickets import redeem_ticket
-from app.session_cookie import SESSION_COOKIE
+from app.queue import get_queue_or_none
+from app.services.sign_in_tickets import claim_ticket, redeem_ticket
+from app.session_cookie import SESSION_COOKIE, safe_next
 
 AUTH_PREFIX = "/auth"
-
-
-def safe_next(target: str | None) -> str:
-    """Only same-site paths: `/runs` yes, `//evil.example` or `https://…` no."""
-    if not target:
-        return "/"
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return "/"
-    return target
 
 
 def _is_https(request: Request) -> bool:
@@ -33,8 +22,9 @@ def _is_https(request: Request) -> bool:
 
 
 async def redeem(request: Request) -> RedirectResponse:
-    token = redeem_ticket(request.query_params.get("t", ""))
-    if token is None:
+    ticket = request.query_params.get("t", "")
+    token = redeem_ticket(ticket)
+    if token is None or not await claim_ticket(await get_queue_or_none(), ticket):
         return RedirectResponse("/login?expired=1", status_code=303)
     response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
     response.set_cookie(

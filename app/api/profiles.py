@@ -16,12 +16,15 @@ from app.queue import get_queue_or_none
 from app.services import profiles as profile_store
 from app.services.connection_tests import run_connection_test
 from app.services.permissions import Permission
+from app.services.token_states import forget_cached_token
 
 router = APIRouter(tags=["profiles"])
 
 
 class CloneRequest(BaseModel):
-    name: str | None = Field(default=None, description="Name of the copy (default: '<name> (copy)')")
+    name: str | None = Field(
+        default=None, description="Name of the copy (default: '<name> (copy)')"
+    )
 
 
 class TestRequest(BaseModel):
@@ -63,9 +66,11 @@ async def get_profile(profile_id: int, _: Principal = Depends(current_principal)
 async def update_profile(
     profile_id: int, data: ProfileInput, principal: Principal = Depends(allowed(Permission.EDIT))
 ) -> ProfilePublic:
-    return await _call(
+    profile: ProfilePublic = await _call(
         profile_store.update_profile, profile_id=profile_id, data=data, actor=principal
     )
+    await forget_cached_token(await get_queue_or_none(), profile_id)
+    return profile
 
 
 @router.delete("/profiles/{profile_id}", status_code=204, summary="Delete a profile")
@@ -75,6 +80,7 @@ async def delete_profile(
     principal: Principal = Depends(allowed(Permission.EDIT)),
 ) -> Response:
     await _call(profile_store.delete_profile, profile_id=profile_id, actor=principal, force=force)
+    await forget_cached_token(await get_queue_or_none(), profile_id)
     return Response(status_code=204)
 
 

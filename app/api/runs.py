@@ -11,7 +11,6 @@ from app.db import session_scope
 from app.models.runs import RunPublic
 from app.models.users import Principal
 from app.queue import get_queue_or_none
-from app.services import audit
 from app.services import runs as run_store
 from app.services.dispatch import run_event
 from app.services.events import publish_quietly
@@ -27,12 +26,7 @@ def _read_run(run_id: int) -> RunPublic:
 
 def _cancel(run_id: int, principal: Principal) -> RunPublic:
     with session_scope() as session:
-        run = run_store.cancel_run(session=session, run_id=run_id)
-        audit.record(
-            session=session, action="run.cancel", actor=principal, object_type="run",
-            object_id=str(run_id),
-        )
-        return run
+        return run_store.cancel_run(session=session, run_id=run_id, actor=principal)
 
 
 @router.get("/runs/{run_id}", summary="One run with its attempts")

@@ -41,7 +41,11 @@ def centered_card(title: str, *children: rx.Component) -> rx.Component:
     return rx.center(
         rx.card(
             rx.vstack(
-                rx.hstack(rx.icon("gauge", size=24), rx.text("Taskdeck", size="5", weight="bold"), align="center"),
+                rx.hstack(
+                    rx.icon("gauge", size=24),
+                    rx.text("Taskdeck", size="5", weight="bold"),
+                    align="center",
+                ),
                 rx.heading(title, size="6", as_="h1"),
                 *children,
                 spacing="4",

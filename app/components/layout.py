@@ -46,8 +46,11 @@ def user_menu() -> rx.Component:
         rx.menu.content(
             rx.box(
                 rx.text(AuthState.user_name, weight="bold", size="2"),
-                rx.text(AuthState.user_email + " · " + AuthState.user_role, size="1",
-                        color_scheme="gray"),
+                rx.text(
+                    AuthState.user_email + " · " + AuthState.user_role,
+                    size="1",
+                    color_scheme="gray",
+                ),
                 padding="0.25rem 0.75rem 0.5rem",
             ),
             rx.menu.separator(),
@@ -67,7 +70,9 @@ def _session_watch() -> rx.Component:
 
 def _brand() -> rx.Component:
     return rx.link(
-        rx.hstack(rx.icon("gauge", size=22), rx.text("Taskdeck", size="5", weight="bold"), align="center"),
+        rx.hstack(
+            rx.icon("gauge", size=22), rx.text("Taskdeck", size="5", weight="bold"), align="center"
+        ),
         href="/",
         underline="none",
         color="inherit",

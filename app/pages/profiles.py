@@ -15,8 +15,11 @@ from state.profiles import AUTH_KINDS, ProfileRow, ProfilesState, ProfileState
 
 def _kind_select(value: rx.Var[str], on_change: object) -> rx.Component:
     return rx.vstack(
-        rx.el.label("Authentication", html_for="field-auth-kind",
-                    class_name="rt-Text rt-r-size-2 rt-r-weight-medium"),
+        rx.el.label(
+            "Authentication",
+            html_for="field-auth-kind",
+            class_name="rt-Text rt-r-size-2 rt-r-weight-medium",
+        ),
         rx.select(AUTH_KINDS, value=value, on_change=on_change, id="field-auth-kind"),
         spacing="1",
     )
@@ -36,8 +39,9 @@ def _profile_card(row: ProfileRow) -> rx.Component:
                 width="100%",
             ),
             rx.text(row.base_url, size="2", color_scheme="gray", word_break="break-all"),
-            rx.cond(row.expiry_note != "", rx.text(row.expiry_note, size="1",
-                                                    class_name="token-detail")),
+            rx.cond(
+                row.expiry_note != "", rx.text(row.expiry_note, size="1", class_name="token-detail")
+            ),
             width="100%",
         ),
         href="/profiles/" + row.id.to_string(),
@@ -84,7 +88,8 @@ def profiles_page() -> rx.Component:
         rx.hstack(
             rx.input(
                 placeholder="Search name, description or URL",
-                value=ProfilesState.search,
+                # Uncontrolled: live updates re-render the page while the user types.
+                default_value=ProfilesState.search,
                 on_change=ProfilesState.set_search.debounce(300),
                 aria_label="Search profiles",
                 flex="1",
@@ -112,9 +117,12 @@ def profiles_page() -> rx.Component:
                     ProfilesState.profiles.length() > 0,
                     rx.vstack(rx.foreach(ProfilesState.profiles, _profile_card), width="100%"),
                     rx.text(
-                        rx.cond(ProfilesState.search != "", "No profile matches the search.",
-                                "No profiles yet. A profile is how Taskdeck talks to one API: "
-                                "its base URL and credentials."),
+                        rx.cond(
+                            ProfilesState.search != "",
+                            "No profile matches the search.",
+                            "No profiles yet. A profile is how Taskdeck talks to one API: "
+                            "its base URL and credentials.",
+                        ),
                         color_scheme="gray",
                     ),
                 ),
@@ -130,8 +138,12 @@ def _test_panel() -> rx.Component:
         "Test connection",
         rx.form(
             rx.hstack(
-                rx.input(name="path", placeholder="path under the base URL (optional)",
-                         aria_label="Path to call", flex="1"),
+                rx.input(
+                    name="path",
+                    placeholder="path under the base URL (optional)",
+                    aria_label="Path to call",
+                    flex="1",
+                ),
                 rx.button("Test connection", type="submit", loading=ProfileState.testing),
                 width="100%",
             ),
@@ -141,16 +153,21 @@ def _test_panel() -> rx.Component:
             result.get("ok", "") != "",
             rx.vstack(
                 rx.hstack(
-                    rx.badge(rx.cond(result["ok"] == "yes", "reachable", "failed"),
-                             color_scheme=rx.cond(result["ok"] == "yes", "green", "red")),
+                    rx.badge(
+                        rx.cond(result["ok"] == "yes", "reachable", "failed"),
+                        color_scheme=rx.cond(result["ok"] == "yes", "green", "red"),
+                    ),
                     rx.text("status " + result["status_code"], size="2"),
                     rx.text(result["latency_ms"], size="2"),
                     class_name="test-result",
                 ),
-                rx.cond(result["error"] != "", rx.text(result["error"], color_scheme="red",
-                                                       size="2")),
-                rx.cond(result["excerpt"] != "", rx.code_block(result["excerpt"], width="100%",
-                                                                wrap_long_lines=True)),
+                rx.cond(
+                    result["error"] != "", rx.text(result["error"], color_scheme="red", size="2")
+                ),
+                rx.cond(
+                    result["excerpt"] != "",
+                    rx.code_block(result["excerpt"], width="100%", wrap_long_lines=True),
+                ),
                 margin_top="0.75rem",
                 width="100%",
             ),
@@ -170,8 +187,13 @@ def _danger_zone() -> rx.Component:
                 ),
                 rx.hstack(
                     rx.alert_dialog.cancel(rx.button("Cancel", variant="soft")),
-                    rx.alert_dialog.action(rx.button("Delete profile", color_scheme="red",
-                                                     on_click=ProfileState.delete_profile)),
+                    rx.alert_dialog.action(
+                        rx.button(
+                            "Delete profile",
+                            color_scheme="red",
+                            on_click=ProfileState.delete_profile,
+                        )
+                    ),
                     justify="end",
                     margin_top="1rem",
                 ),
@@ -187,8 +209,9 @@ def _edit_form() -> rx.Component:
             rx.vstack(
                 profile_fields(ProfileState.values, ProfileState.errors, ProfileState.verify_tls),
                 _kind_select(ProfileState.kind, ProfileState.set_kind),
-                auth_fields(ProfileState.kind, ProfileState.values, ProfileState.hints,
-                            ProfileState.errors),
+                auth_fields(
+                    ProfileState.kind, ProfileState.values, ProfileState.hints, ProfileState.errors
+                ),
                 rx.cond(AuthState.can_run, rx.button("Save", type="submit")),
                 spacing="3",
                 width="100%",

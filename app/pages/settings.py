@@ -8,6 +8,7 @@ import reflex as rx
 from app.components.forms import field
 from app.services import audit
 from app.services import profiles as profile_store
+from app.services import runs as run_store
 from app.components.layout import page_shell
 from app.components.panel import panel
 from state.account import PASSWORD_FORM_ID, AccountState
@@ -17,7 +18,7 @@ from state.tokens import EXPIRY_CHOICES, NEW_TOKEN_FIELD, TokenRow, TokensState
 from state.users import UserRow, UsersState
 
 ROLES = ["admin", "operator", "viewer"]
-AUDIT_ACTIONS = ["all", *audit.ACTIONS, *profile_store.AUDIT_ACTIONS, "run.cancel"]
+AUDIT_ACTIONS = ["all", *audit.ACTIONS, *profile_store.AUDIT_ACTIONS, *run_store.AUDIT_ACTIONS]
 
 
 def _account() -> rx.Component:
@@ -27,12 +28,27 @@ def _account() -> rx.Component:
             "Change password",
             rx.form(
                 rx.vstack(
-                    field("Current password", "current_password", type="password",
-                          autocomplete="current-password", error=errors.get("current_password", "")),
-                    field("New password (at least 12 characters)", "new_password", type="password",
-                          autocomplete="new-password", error=errors.get("new_password", "")),
-                    field("Repeat the new password", "confirm_password", type="password",
-                          autocomplete="new-password", error=errors.get("confirm_password", "")),
+                    field(
+                        "Current password",
+                        "current_password",
+                        type="password",
+                        autocomplete="current-password",
+                        error=errors.get("current_password", ""),
+                    ),
+                    field(
+                        "New password (at least 12 characters)",
+                        "new_password",
+                        type="password",
+                        autocomplete="new-password",
+                        error=errors.get("new_password", ""),
+                    ),
+                    field(
+                        "Repeat the new password",
+                        "confirm_password",
+                        type="password",
+                        autocomplete="new-password",
+                        error=errors.get("confirm_password", ""),
+                    ),
                     rx.button("Change password", type="submit"),
                     spacing="3",
                     max_width="24rem",
@@ -58,8 +74,11 @@ def _account() -> rx.Component:
                         rx.hstack(
                             rx.alert_dialog.cancel(rx.button("Cancel", variant="soft")),
                             rx.alert_dialog.action(
-                                rx.button("Sign out everywhere", color_scheme="red",
-                                          on_click=AuthState.sign_out_everywhere)
+                                rx.button(
+                                    "Sign out everywhere",
+                                    color_scheme="red",
+                                    on_click=AuthState.sign_out_everywhere,
+                                )
                             ),
                             justify="end",
                             margin_top="1rem",
@@ -85,9 +104,14 @@ def _token_row(row: TokenRow) -> rx.Component:
             rx.cond(
                 row.revoked,
                 rx.badge("revoked", color_scheme="gray"),
-                rx.button("Revoke", size="1", color_scheme="red", variant="soft",
-                          on_click=TokensState.revoke_token(row.id),
-                          aria_label="Revoke token " + row.name),
+                rx.button(
+                    "Revoke",
+                    size="1",
+                    color_scheme="red",
+                    variant="soft",
+                    on_click=TokensState.revoke_token(row.id),
+                    aria_label="Revoke token " + row.name,
+                ),
             )
         ),
     )
@@ -101,23 +125,41 @@ def _new_token_dialog() -> rx.Component:
             rx.cond(
                 TokensState.just_created,
                 rx.vstack(
-                    rx.callout("Copy the token now: it is shown only this once.",
-                               icon="key-round", color_scheme="amber", width="100%"),
-                    rx.el.label("New token", html_for=NEW_TOKEN_FIELD, class_name="rt-Text rt-r-size-2"),
-                    rx.input(id=NEW_TOKEN_FIELD, read_only=True, width="100%",
-                             font_family="monospace"),
+                    rx.callout(
+                        "Copy the token now: it is shown only this once.",
+                        icon="key-round",
+                        color_scheme="amber",
+                        width="100%",
+                    ),
+                    rx.el.label(
+                        "New token", html_for=NEW_TOKEN_FIELD, class_name="rt-Text rt-r-size-2"
+                    ),
+                    rx.input(
+                        id=NEW_TOKEN_FIELD, read_only=True, width="100%", font_family="monospace"
+                    ),
                     rx.dialog.close(rx.button("Done", on_click=TokensState.set_create_open(False))),
                     spacing="3",
                     width="100%",
                 ),
                 rx.form(
                     rx.vstack(
-                        field("Name", "name", error=TokensState.name_error,
-                              placeholder="e.g. deploy script"),
-                        rx.el.label("Expires", html_for="field-expiry",
-                                    class_name="rt-Text rt-r-size-2 rt-r-weight-medium"),
-                        rx.select(list(EXPIRY_CHOICES), name="expiry", default_value="90 days",
-                                  id="field-expiry"),
+                        field(
+                            "Name",
+                            "name",
+                            error=TokensState.name_error,
+                            placeholder="e.g. deploy script",
+                        ),
+                        rx.el.label(
+                            "Expires",
+                            html_for="field-expiry",
+                            class_name="rt-Text rt-r-size-2 rt-r-weight-medium",
+                        ),
+                        rx.select(
+                            list(EXPIRY_CHOICES),
+                            name="expiry",
+                            default_value="90 days",
+                            id="field-expiry",
+                        ),
                         rx.hstack(
                             rx.dialog.close(rx.button("Cancel", variant="soft", type="button")),
                             rx.button("Create token", type="submit"),
@@ -138,14 +180,24 @@ def _new_token_dialog() -> rx.Component:
 def _tokens() -> rx.Component:
     return panel(
         "API tokens",
-        rx.text("Scripts call the REST API with Authorization: Bearer <token>; a token acts "
-                "with its owner's role.", size="2", color_scheme="gray"),
+        rx.text(
+            "Scripts call the REST API with Authorization: Bearer <token>; a token acts "
+            "with its owner's role.",
+            size="2",
+            color_scheme="gray",
+        ),
         rx.box(_new_token_dialog(), margin_y="0.75rem"),
         rx.cond(
             TokensState.rows.length() > 0,
             rx.table.root(
-                rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
-                    ("Name", "Token", "Owner", "Last used", "Expires", "")))),
+                rx.table.header(
+                    rx.table.row(
+                        *(
+                            rx.table.column_header_cell(h)
+                            for h in ("Name", "Token", "Owner", "Last used", "Expires", "")
+                        )
+                    )
+                ),
                 rx.table.body(rx.foreach(TokensState.rows, _token_row)),
                 width="100%",
             ),
@@ -160,21 +212,35 @@ def _user_row(row: UserRow) -> rx.Component:
         rx.table.cell(row.email),
         rx.table.cell(row.display_name),
         rx.table.cell(
-            rx.select(ROLES, value=row.role, size="1",
-                      on_change=lambda role: UsersState.change_role(row.id, role),
-                      aria_label="Role of " + row.email)
+            # The trigger is the element a screen reader lands on: it gets the name.
+            rx.select.root(
+                rx.select.trigger(aria_label="Role of " + row.email),
+                rx.select.content(*(rx.select.item(role, value=role) for role in ROLES)),
+                value=row.role,
+                size="1",
+                on_change=lambda role: UsersState.change_role(row.id, role),
+            )
         ),
         rx.table.cell(rx.cond(row.is_active, "active", "deactivated")),
         rx.table.cell(row.last_login),
         rx.table.cell(
             rx.cond(
                 row.is_active,
-                rx.button("Deactivate", size="1", color_scheme="red", variant="soft",
-                          on_click=UsersState.set_active(row.id, False),
-                          aria_label="Deactivate " + row.email),
-                rx.button("Reactivate", size="1", variant="soft",
-                          on_click=UsersState.set_active(row.id, True),
-                          aria_label="Reactivate " + row.email),
+                rx.button(
+                    "Deactivate",
+                    size="1",
+                    color_scheme="red",
+                    variant="soft",
+                    on_click=UsersState.set_active(row.id, False),
+                    aria_label="Deactivate " + row.email,
+                ),
+                rx.button(
+                    "Reactivate",
+                    size="1",
+                    variant="soft",
+                    on_click=UsersState.set_active(row.id, True),
+                    aria_label="Reactivate " + row.email,
+                ),
             )
         ),
     )
@@ -186,19 +252,32 @@ def _new_user_dialog() -> rx.Component:
         rx.dialog.trigger(rx.button(rx.icon("user-plus", size=16), "New user")),
         rx.dialog.content(
             rx.dialog.title("New user"),
-            rx.dialog.description("Give them the password through a safe channel; they can "
-                                  "change it under My account.", size="2"),
+            rx.dialog.description(
+                "Give them the password through a safe channel; they can "
+                "change it under My account.",
+                size="2",
+            ),
             rx.form(
                 rx.vstack(
                     field("Email", "email", type="email", error=errors.get("email", "")),
                     field("Display name", "display_name", error=errors.get("display_name", "")),
-                    field("First password (at least 12 characters)", "password", type="password",
-                          autocomplete="new-password", error=errors.get("password", "")),
-                    rx.el.label("Role", html_for="field-role",
-                                class_name="rt-Text rt-r-size-2 rt-r-weight-medium"),
+                    field(
+                        "First password (at least 12 characters)",
+                        "password",
+                        type="password",
+                        autocomplete="new-password",
+                        error=errors.get("password", ""),
+                    ),
+                    rx.el.label(
+                        "Role",
+                        html_for="field-role",
+                        class_name="rt-Text rt-r-size-2 rt-r-weight-medium",
+                    ),
                     rx.select(ROLES, name="role", default_value="viewer", id="field-role"),
-                    rx.cond(errors.get("role", "") != "",
-                            rx.text(errors.get("role", ""), color_scheme="red", size="1")),
+                    rx.cond(
+                        errors.get("role", "") != "",
+                        rx.text(errors.get("role", ""), color_scheme="red", size="1"),
+                    ),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", type="button")),
                         rx.button("Create user", type="submit"),
@@ -220,8 +299,14 @@ def _users() -> rx.Component:
         "Users",
         rx.box(_new_user_dialog(), margin_bottom="0.75rem"),
         rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
-                ("Email", "Name", "Role", "Status", "Last sign-in", "")))),
+            rx.table.header(
+                rx.table.row(
+                    *(
+                        rx.table.column_header_cell(h)
+                        for h in ("Email", "Name", "Role", "Status", "Last sign-in", "")
+                    )
+                )
+            ),
             rx.table.body(rx.foreach(UsersState.users, _user_row)),
             width="100%",
         ),
@@ -245,20 +330,36 @@ def _audit() -> rx.Component:
         "Audit log",
         rx.hstack(
             rx.el.label("Action", html_for="audit-action", class_name="rt-Text rt-r-size-2"),
-            rx.select(AUDIT_ACTIONS, default_value="all", on_change=AuditState.filter_action,
-                      id="audit-action"),
+            rx.select(
+                AUDIT_ACTIONS,
+                default_value="all",
+                on_change=AuditState.filter_action,
+                id="audit-action",
+            ),
             align="center",
             margin_bottom="0.75rem",
         ),
         rx.table.root(
-            rx.table.header(rx.table.row(*(rx.table.column_header_cell(h) for h in
-                ("When", "Who", "Action", "Object", "Details", "Address")))),
+            rx.table.header(
+                rx.table.row(
+                    *(
+                        rx.table.column_header_cell(h)
+                        for h in ("When", "Who", "Action", "Object", "Details", "Address")
+                    )
+                )
+            ),
             rx.table.body(rx.foreach(AuditState.events, _audit_row)),
             width="100%",
         ),
-        rx.cond(AuditState.has_more,
-                rx.button("Older entries", variant="soft", on_click=AuditState.load_older,
-                          margin_top="0.75rem")),
+        rx.cond(
+            AuditState.has_more,
+            rx.button(
+                "Older entries",
+                variant="soft",
+                on_click=AuditState.load_older,
+                margin_top="0.75rem",
+            ),
+        ),
         overflow_x="auto",
     )
 
@@ -275,10 +376,12 @@ def settings_page() -> rx.Component:
             ),
             rx.tabs.content(_account(), value="account", padding_top="1rem"),
             rx.tabs.content(_tokens(), value="tokens", padding_top="1rem"),
-            rx.tabs.content(rx.cond(AuthState.is_admin, _users()), value="users",
-                            padding_top="1rem"),
-            rx.tabs.content(rx.cond(AuthState.is_admin, _audit()), value="audit",
-                            padding_top="1rem"),
+            rx.tabs.content(
+                rx.cond(AuthState.is_admin, _users()), value="users", padding_top="1rem"
+            ),
+            rx.tabs.content(
+                rx.cond(AuthState.is_admin, _audit()), value="audit", padding_top="1rem"
+            ),
             default_value="account",
             width="100%",
         ),

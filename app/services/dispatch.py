@@ -27,13 +27,13 @@ def job_id_for(run_id: int) -> str:
     return f"run-{run_id}"
 
 
-def run_event(run: RunPublic, event_type: str) -> Event:
-    return Event(
-        topic=run_topic(run.id),
-        type=event_type,
-        id=str(run.id),
-        data={"run": run.model_dump(mode="json")},
-    )
+def run_event(run: RunPublic, event_type: str, counts: dict[str, int] | None = None) -> Event:
+    """A run's new state; `counts` (runs per status), counted once by the
+    writer, saves every watching view a query of its own."""
+    data: dict[str, object] = {"run": run.model_dump(mode="json")}
+    if counts is not None:
+        data["counts"] = counts
+    return Event(topic=run_topic(run.id), type=event_type, id=str(run.id), data=data)
 
 
 def progress_event(run_id: int, percent: float, message: str) -> Event:
@@ -52,6 +52,11 @@ def log_event(run_id: int, line: RunLogPublic) -> Event:
         id=str(run_id),
         data={"line": line.model_dump(mode="json")},
     )
+
+
+def count_runs() -> dict[str, int]:
+    with session_scope() as session:
+        return run_store.count_runs_by_status(session=session)
 
 
 async def enqueue_run(queue: JobQueue | None, run_id: int) -> bool:
@@ -85,6 +90,6 @@ async def launch_run(
 
     run = await asyncio.to_thread(create)
     await enqueue_run(queue, run.id)
-    await publish_quietly(queue, run_event(run, "created"))
+    await publish_quietly(queue, run_event(run, "created", await asyncio.to_thread(count_runs)))
     log.info("run_launched", run_id=run.id, kind=kind, trigger=trigger.value)
     return run

@@ -67,7 +67,8 @@ async def check_workers(redis: HealthRedis | None) -> dict[str, Any]:
         return {"status": "down", "count": 0, "error": type(error).__name__}
     if not workers:
         return {"status": "down", "count": 0, "error": "no workers running"}
-    return {"status": "ok", "count": len(workers), "workers": workers}
+    # Only the count: health needs no token, so it names no host or pid.
+    return {"status": "ok", "count": len(workers)}
 
 
 async def check_health(redis: HealthRedis | None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ never logged, never in an error message.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import math
@@ -431,7 +432,13 @@ class TokenManager:
         owner = secrets.token_hex(16)
         deadline = time.monotonic() + self.wait_timeout_s
         while True:
-            if await self._redis.set(lock_key, owner, nx=True, px=int(self.lock_ttl_s * 1000)):
+            # The lock must outlive the slowest fetch (every attempt timing
+            # out, plus the waits between them), or a second process would
+            # refresh at the same time and spend a rotating refresh token twice.
+            lock_ttl_s = max(
+                self.lock_ttl_s, TOKEN_ATTEMPTS * (profile.timeout_s + TOKEN_MAX_RETRY_AFTER_S + 5)
+            )
+            if await self._redis.set(lock_key, owner, nx=True, px=int(lock_ttl_s * 1000)):
                 try:
                     current = await self._read_token(profile.id)
                     if current is not None and good(current):
@@ -501,6 +508,11 @@ class TokenManager:
         return token.access_token
 
     async def _request_grant(self, profile: ResolvedProfile, refresh_token: str | None) -> _Grant:
+        if refresh_token and refresh_token != profile.auth.get("refresh_token"):
+            # The token sent is a rotated one: errors must mask that one.
+            profile = dataclasses.replace(
+                profile, auth={**profile.auth, "refresh_token": refresh_token}
+            )
         auth = profile.auth
         token_url = auth.get("token_url")
         if not token_url:

@@ -47,7 +47,7 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
 from app.errors import OutboundError
-from app.models.profiles import OAUTH2_KINDS, AuthKind, ResolvedProfile
+from app.models.profiles import ALL_SECRET_FIELDS, OAUTH2_KINDS, AuthKind, ResolvedProfile
 
 if TYPE_CHECKING:
     from app.services.oauth2 import TokenManager
@@ -411,6 +411,7 @@ async def test_connection(
         excerpt = response.text[:EXCERPT_CHARS]
     except (UnicodeDecodeError, LookupError):
         excerpt = response.content[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+    excerpt = _mask_credentials(excerpt, profile, response.request)
     return {
         "ok": ok,
         "status_code": status,
@@ -418,6 +419,24 @@ async def test_connection(
         "excerpt": excerpt,
         "error": None if ok else f"The API answered {status} {response.reason_phrase}".rstrip(),
     }
+
+
+def _mask_credentials(text: str, profile: ResolvedProfile, request: httpx.Request) -> str:
+    """An API that echoes the request must not show its credentials to
+    whoever runs the test: every secret of the profile and the credentials
+    actually sent (the Authorization header, an OAuth2 access token) go."""
+    secrets_sent = [
+        value for field in ALL_SECRET_FIELDS
+        if isinstance(value := profile.auth.get(field), str) and len(value) >= 4
+    ]
+    authorization = request.headers.get("authorization", "")
+    scheme, _, credential = authorization.partition(" ")
+    secrets_sent += [v for v in (authorization, credential) if len(v) >= 4]
+    if scheme.lower() == "basic" and credential:
+        secrets_sent.append(credential)
+    for secret in sorted(secrets_sent, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
 # Not a pytest test, whatever its name says.

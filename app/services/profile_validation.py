@@ -43,6 +43,11 @@ CLIENT_AUTH_MODES = ("header", "body")
 
 URL_HINT = "Use an http:// or https:// URL"
 AUTHORIZATION_HINT = "Set credentials with the auth kind, not as a default header"
+# Default headers are stored in clear and shown to viewers: names that carry
+# credentials are refused (the api_key kind encrypts such a header's value).
+_CREDENTIAL_HEADER = re.compile(
+    r"^(authorization|proxy-authorization|cookie)$|api[-_]?key|token|secret|passw", re.IGNORECASE
+)
 
 # RFC 7230 token: what a header name may be made of.
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -222,8 +227,8 @@ def _check_headers(headers: Mapping[str, str], problems: _Problems) -> dict[str,
         value = raw.strip() if isinstance(raw, str) else raw
         if problem := header_name_problem(name):
             problems.add(key, problem)
-        elif name.lower() == "authorization":
-            problems.add(key, AUTHORIZATION_HINT)
+        elif _CREDENTIAL_HEADER.search(name):
+            problems.add(key, f"{AUTHORIZATION_HINT} (api_key keeps a header's value encrypted)")
         elif name.lower() in seen:
             problems.add(key, "Given twice (header names ignore case)")
         elif not isinstance(value, str):

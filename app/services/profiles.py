@@ -15,6 +15,7 @@ import copy
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import String, cast, or_
@@ -51,6 +52,7 @@ from app.redaction import redact_url
 from app.services import audit
 from app.services.permissions import Permission, require
 from app.services.profile_validation import (
+    CleanProfile,
     check_name,
     name_key,
     normalize_tag,
@@ -288,6 +290,31 @@ def create_profile(
     return to_public(profile)
 
 
+def _origin(url: str | None) -> tuple[str, str]:
+    parts = urlsplit(url or "")
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _refuse_kept_secrets_for_a_new_address(profile: Profile, clean: CleanProfile) -> None:
+    """Stored credentials go only where they were entered for: pointing the
+    base URL or the token URL at another host needs them typed again, or an
+    editor could send them to a host of their own and read them there."""
+    moved = _origin(profile.base_url) != _origin(clean.base_url) or _origin(
+        profile.auth_config.get("token_url")
+    ) != _origin(clean.auth_config.get("token_url"))
+    if not moved or not clean.kept_secrets or clean.auth_kind != AuthKind(profile.auth_kind):
+        return
+    raise ValidationFailed(
+        "The address changed: enter the credentials again",
+        details={
+            "fields": {
+                f"auth.{name}": "Enter this again: the address changed"
+                for name in sorted(clean.kept_secrets)
+            }
+        },
+    )
+
+
 def update_profile(
     *,
     session: Session,
@@ -308,6 +335,7 @@ def update_profile(
     key = name_key(clean.name)
     if key != profile.name_key and _name_taken(session, key, except_id=profile_id):
         raise _taken(clean.name)
+    _refuse_kept_secrets_for_a_new_address(profile, clean)
 
     changed: list[str] = []
     for attr in ("name", "description", "base_url", "headers", "timeout_s", "verify_tls", "tags"):

@@ -16,7 +16,9 @@ from sqlmodel import Session, col, select
 
 from app.errors import RunNotFound, RunStateConflict
 from app.kinds import get_kind
+from app.services import audit
 from app.models.common import utc_now
+from app.models.users import Principal
 from app.models.runs import (
     Attempt,
     AttemptOutcome,
@@ -31,6 +33,8 @@ from app.models.runs import (
     RunTrigger,
 )
 
+RUN_CANCEL = "run.cancel"
+AUDIT_ACTIONS = (RUN_CANCEL,)
 MAX_ERROR_MESSAGE_CHARS = 2000
 MAX_LOG_MESSAGE_CHARS = 4000
 
@@ -153,7 +157,7 @@ def _close_running_attempt(
     )
 
 
-def cancel_run(*, session: Session, run_id: int) -> RunPublic:
+def cancel_run(*, session: Session, run_id: int, actor: Principal | None = None) -> RunPublic:
     """Cancel a run that has not finished; RunStateConflict if it has."""
     cancelled = transition(
         session=session,
@@ -164,6 +168,9 @@ def cancel_run(*, session: Session, run_id: int) -> RunPublic:
     )
     if cancelled:
         _close_running_attempt(session=session, run_id=run_id, outcome=AttemptOutcome.CANCELLED)
+        audit.record(
+            session=session, action=RUN_CANCEL, actor=actor, object_type="run", object_id=run_id
+        )
     run = get_run(session=session, run_id=run_id)
     if not cancelled:
         raise RunStateConflict(

@@ -8,16 +8,36 @@ follows `/auth/ticket?t=…`, which sets the cookie and forgets the ticket.
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any, Protocol
+
 from cryptography.fernet import InvalidToken
 
 from app.crypto import fernet_for
 
 TICKET_TTL_S = 30
 _PURPOSE = "sign-in-ticket"
+USED_KEY_PREFIX = "taskdeck:ticket-used:"
+
+
+class TicketRedis(Protocol):
+    async def set(self, name: str, value: Any, *, nx: bool, ex: int) -> Any: ...
 
 
 def issue_ticket(session_token: str) -> str:
     return fernet_for(_PURPOSE).encrypt(session_token.encode()).decode()
+
+
+async def claim_ticket(redis: TicketRedis | None, ticket: str) -> bool:
+    """True the first time a ticket is used; False for a replay. Without
+    Redis every use is allowed (the ticket still dies after TICKET_TTL_S)."""
+    if redis is None:
+        return True
+    digest = hashlib.sha256(ticket.encode()).hexdigest()
+    try:
+        return bool(await redis.set(USED_KEY_PREFIX + digest, 1, nx=True, ex=TICKET_TTL_S))
+    except Exception:  # Redis down: the short TTL is the remaining guard
+        return True
 
 
 def redeem_ticket(ticket: str) -> str | None:

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from app.models.profiles import ProfilePublic, TokenStatus
 from app.services.events import Event, RedisLike, publish_quietly
+from app.services.oauth2 import TokenManager
 from app.services.profiles import DbTokenStateStore
 
 
@@ -21,6 +22,12 @@ def profile_event(profile: ProfilePublic, event_type: str) -> Event:
         id=str(profile.id),
         data={"profile": profile.model_dump(mode="json")},
     )
+
+
+async def forget_cached_token(redis: RedisLike | None, profile_id: int) -> None:
+    """After a change of auth settings (or a delete) the cached OAuth2 token is stale."""
+    if redis is not None:
+        await TokenManager(redis=redis, store=LiveTokenStateStore(redis)).forget(profile_id)
 
 
 class LiveTokenStateStore:

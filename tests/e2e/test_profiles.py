@@ -94,5 +94,6 @@ def test_bad_profile_input_shows_field_errors_and_saves_nothing(
     expect(dialog.get_by_text(re.compile("http:// or https://"))).to_be_visible()
     expect(dialog.get_by_role("alert").filter(has_text=re.compile("header", re.I))).to_be_visible()
     page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
     page.get_by_label("Search profiles").fill("Broken")
     expect(page.get_by_text("No profile matches the search.")).to_be_visible()

@@ -292,3 +292,19 @@ def test_input_repr_masks_secrets() -> None:
     assert "repr-SECRET-token" not in str(data)
     clean = validate_profile(data)
     assert "repr-SECRET-token" not in repr(clean)
+
+
+@pytest.mark.parametrize(
+    "name", ["Proxy-Authorization", "Cookie", "X-API-Key", "x-apikey", "X-Auth-Token", "Client-Secret"]
+)
+def test_headers_that_carry_credentials_are_refused(name: str) -> None:
+    """Default headers are stored in clear and shown to viewers."""
+    problems = _problems(_input(headers={name: "value-1234"}))
+
+    assert "api_key" in problems[f"headers.{name}"]
+
+
+def test_ordinary_headers_pass() -> None:
+    clean = validate_profile(_input(headers={"Accept": "application/json", "X-Request-Source": "td"}))
+
+    assert clean.headers == {"Accept": "application/json", "X-Request-Source": "td"}

@@ -1,0 +1,52 @@
+"""The one-time hand-over of a new session to the browser: the /auth/ticket
+route with the real Redis and a real session behind the ticket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.api.browser_session import create_browser_session_app
+from app.queue import close_queue
+from app.services.sign_in_tickets import issue_ticket
+from app.session_cookie import SESSION_COOKIE
+
+pytestmark = pytest.mark.integration
+
+
+async def _follow(client: httpx.AsyncClient, ticket: str, next_path: str = "/runs") -> httpx.Response:
+    return await client.get("/ticket", params={"t": ticket, "next": next_path})
+
+
+async def test_a_ticket_sets_the_cookie_once(taskdeck: Path) -> None:
+    transport = httpx.ASGITransport(app=create_browser_session_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
+        ticket = issue_ticket("session-token-abc")
+        first = await _follow(client, ticket)
+        assert first.status_code == 303 and first.headers["location"] == "/runs"
+        cookie = first.headers["set-cookie"]
+        assert f"{SESSION_COOKIE}=session-token-abc" in cookie
+        assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
+
+        replay = await _follow(client, ticket)
+        assert replay.headers["location"] == "/login?expired=1"
+        assert "set-cookie" not in replay.headers
+
+        forged = await _follow(client, "not-a-ticket")
+        assert forged.headers["location"] == "/login?expired=1"
+
+        elsewhere = await _follow(client, issue_ticket("t2"), next_path="//evil.example")
+        assert elsewhere.headers["location"] == "/"
+    await close_queue()
+
+
+async def test_cookie_is_secure_behind_an_https_proxy(taskdeck: Path) -> None:
+    transport = httpx.ASGITransport(app=create_browser_session_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
+        answer = await client.get(
+            "/ticket", params={"t": issue_ticket("tok")}, headers={"X-Forwarded-Proto": "https"}
+        )
+        assert "Secure" in answer.headers["set-cookie"]
+    await close_queue()
