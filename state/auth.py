@@ -131,7 +131,7 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
     return decorate
 
 
-def _user_count() -> int:
+def count_users_now() -> int:
     with session_scope() as session:
         return user_store.count_users(session=session)
 
@@ -158,7 +158,7 @@ class AuthState(rx.State):
         """on_load of every page that needs a user."""
         principal = await principal_of(self)
         if principal is None:
-            if await asyncio.to_thread(_user_count) == 0:
+            if await asyncio.to_thread(count_users_now) == 0:
                 return rx.redirect("/setup")
             return rx.redirect(f"/login?next={quote(self.router.url.path or '/')}")
         self.user_email = principal.email

@@ -18,7 +18,7 @@ from app.services import auth as auth_service
 from app.services import users as user_store
 from app.services.sign_in_tickets import issue_ticket
 from app.session_cookie import safe_next
-from state.auth import _user_count, principal_of
+from state.auth import count_users_now, principal_of
 
 MAX_FIELD_CHARS = 2000
 
@@ -51,7 +51,7 @@ class SignInState(rx.State):
         """on_load of /login: first run goes to set-up, a signed-in user home."""
         self.error = ""
         self.submitting = False
-        if await asyncio.to_thread(_user_count) == 0:
+        if await asyncio.to_thread(count_users_now) == 0:
             return rx.redirect("/setup")
         if await principal_of(self) is not None:
             return rx.redirect(self.next_path)
@@ -92,7 +92,7 @@ class SetupState(rx.State):
         self.field_errors = {}
         self.error = ""
         self.submitting = False
-        if await asyncio.to_thread(_user_count) > 0:
+        if await asyncio.to_thread(count_users_now) > 0:
             return rx.redirect("/login")
         return None
 
