@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 async def main(duration_s: float, lifetime_s: float, callers: int) -> int:
+    import redis.asyncio as aioredis
+
     from app.embedded_redis import plan_embedded_redis, wait_for_redis
     from app.logging import configure_logging
     from app.models.profiles import AuthKind, ResolvedProfile
     from app.services.oauth2 import TokenManager
     from app.services.outbound import close_http_client, send
     from tests.integration.oauth_server import MemoryTokenStore, OAuthServer
-
-    import redis.asyncio as aioredis
 
     configure_logging(level="WARNING", log_format="console")
     data = Path(tempfile.mkdtemp(prefix="taskdeck-soak-"))

@@ -27,9 +27,9 @@ from app.models.runs import Run, RunError, RunStatus
 from app.queue import redis_settings
 from app.redaction import redact_url
 from app.services import runs as run_store
+from app.services.connection_tests import TEST_CONNECTION_JOB
 from app.services.dispatch import EXECUTE_RUN_JOB, run_event
 from app.services.events import publish_quietly
-from app.services.connection_tests import TEST_CONNECTION_JOB
 from app.services.health import WORKER_KEY_PREFIX
 from app.services.oauth2 import TokenManager
 from app.services.outbound import close_http_client

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import reflex as rx
 
-from app.db import session_scope
 from app.errors import TaskdeckError, ValidationFailed
-from app.services import users as user_store
+from app.queue import get_queue_or_none
+from app.services import auth as auth_service
 from app.services.permissions import Permission, can
 from state.auth import acting_principal, announce_ended_sessions, requires
-
 
 PASSWORD_FORM_ID = "change-password"
 
 
 class AccountState(rx.State):
     field_errors: dict[str, str] = {}
-    saving: bool = False
 
     @rx.event
     @requires(Permission.READ)
@@ -30,19 +27,14 @@ class AccountState(rx.State):
             self.field_errors = {"confirm_password": "The two passwords differ"}
             return None
 
-        def change() -> list[int]:
-            with session_scope() as session:
-                return user_store.change_password(
-                    session=session,
-                    user_id=principal.user_id,
-                    current_password=str(form.get("current_password", ""))[:2000],
-                    new_password=new,
-                    keep_session_id=principal.session_id,
-                    ip=ip,
-                )
-
         try:
-            ended = await asyncio.to_thread(change)
+            ended = await auth_service.change_own_password(
+                redis=await get_queue_or_none(),
+                principal=principal,
+                current=str(form.get("current_password", ""))[:2000],
+                new=new,
+                ip=ip,
+            )
         except ValidationFailed as error:
             self.field_errors = dict(error.details.get("fields", {}))
             return None

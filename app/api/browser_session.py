@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.routing import Route
 
-from app.services.sessions import SESSION_TTL_S
 from app.queue import get_queue_or_none
+from app.services.sessions import SESSION_TTL_S
 from app.services.sign_in_tickets import claim_ticket, redeem_ticket
 from app.session_cookie import SESSION_COOKIE, safe_next
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import reflex as rx
 
 from app.components.forms import field
+from app.components.layout import page_shell
+from app.components.panel import panel
 from app.services import audit
 from app.services import profiles as profile_store
 from app.services import runs as run_store
-from app.components.layout import page_shell
-from app.components.panel import panel
 from state.account import PASSWORD_FORM_ID, AccountState
 from state.audit import AuditRow, AuditState
 from state.auth import AuthState

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from app.db import session_scope
-from app.errors import InvalidCredentials
+from app.errors import InvalidCredentials, ValidationFailed
 from app.models.users import MAX_USER_AGENT_CHARS, Principal
 from app.services import audit
 from app.services.api_tokens import verify_token
@@ -28,7 +28,7 @@ from app.services.sessions import (
     end_user_sessions,
     resolve_session,
 )
-from app.services.users import authenticate
+from app.services.users import authenticate, change_password
 
 log = structlog.get_logger(__name__)
 
@@ -146,6 +146,38 @@ async def sign_out_everywhere(*, principal: Principal, ip: str | None = None) ->
     ended = await asyncio.to_thread(_sign_out_everywhere, principal, ip)
     log.info("signed_out_everywhere", user_id=principal.user_id, sessions=len(ended))
     return ended
+
+
+def _change_password(
+    principal: Principal, current: str, new: str, ip: str | None
+) -> list[int]:
+    with session_scope() as session:
+        return change_password(
+            session=session,
+            user_id=principal.user_id,
+            current_password=current,
+            new_password=new,
+            keep_session_id=principal.session_id,
+            ip=ip,
+        )
+
+
+async def change_own_password(
+    *, redis: RedisLike | None, principal: Principal, current: str, new: str, ip: str | None
+) -> list[int]:
+    """Change the signed-in user's password; the ids of their other sessions,
+    now ended. Wrong current passwords count like failed sign-ins, so a
+    stolen session cookie cannot be used to guess the password."""
+    email_key = audit.email_key(principal.email)
+    limiter = SignInLimiter(redis)
+    await limiter.check(email=email_key, ip=ip)
+    try:
+        return await asyncio.to_thread(_change_password, principal, current, new, ip)
+    except ValidationFailed as error:
+        if "current_password" in error.details.get("fields", {}):
+            await asyncio.to_thread(_record_failure, email_key, ip)
+            await limiter.record_failure(email=email_key, ip=ip)
+        raise
 
 
 def principal_for_session(token: str | None) -> Principal | None:

@@ -16,9 +16,7 @@ from sqlmodel import Session, col, select
 
 from app.errors import RunNotFound, RunStateConflict
 from app.kinds import get_kind
-from app.services import audit
 from app.models.common import utc_now
-from app.models.users import Principal
 from app.models.runs import (
     Attempt,
     AttemptOutcome,
@@ -32,6 +30,8 @@ from app.models.runs import (
     RunStatus,
     RunTrigger,
 )
+from app.models.users import Principal
+from app.services import audit
 
 RUN_CANCEL = "run.cancel"
 AUDIT_ACTIONS = (RUN_CANCEL,)

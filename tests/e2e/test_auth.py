@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Page, WebSocketRoute, expect
-
 from reflex.utils.format import format_event_handler
 
 from state.runs import RunsState

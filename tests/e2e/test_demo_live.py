@@ -28,11 +28,18 @@ RECORD_PERCENTS = """
 """
 
 
-def _newest_run_id(page: Page) -> str:
+def _row_ids(page: Page) -> set[str]:
+    return set(page.eval_on_selector_all(".run-row", "rows => rows.map(r => r.id)"))
+
+
+def _new_run_id(page: Page, before: set[str]) -> str:
+    """The id of the row that appeared after `before` was taken (other tests
+    of the session leave runs of their own in the list)."""
     row = page.locator(".run-row").first
     expect(row).to_be_visible()
+    expect(row).not_to_have_id(re.compile("^(" + "|".join(before) + ")$") if before else "")
     row_id = row.get_attribute("id")
-    assert row_id and re.fullmatch(r"run-\d+", row_id)
+    assert row_id and re.fullmatch(r"run-\d+", row_id) and row_id not in before
     return row_id
 
 
@@ -48,8 +55,9 @@ def test_run_demo_shows_live_progress_in_two_tabs(
     for tab in (page, other):
         tab.evaluate("window.__no_reload = true")
 
+    before = _row_ids(page)
     page.get_by_role("button", name="Run demo").click()
-    row_id = _newest_run_id(page)
+    row_id = _new_run_id(page, before)
     page.evaluate(RECORD_PERCENTS, row_id)
 
     for tab in (page, other):

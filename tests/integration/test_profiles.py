@@ -26,6 +26,7 @@ from app.errors import (
     ProfileNotFound,
     ValidationFailed,
 )
+from app.migrate import upgrade_to_head
 from app.models.profiles import (
     SECRET_FIELDS,
     AuthKind,
@@ -34,7 +35,6 @@ from app.models.profiles import (
     ProfilePublic,
     TokenStatus,
 )
-from app.migrate import upgrade_to_head
 from app.models.users import AuditEvent, Principal, Role
 from app.services import audit
 from app.services import profiles as store

@@ -15,11 +15,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from app.db import session_scope
-from app.errors import InvalidCredentials, SignInLocked
-from app.models.users import Role, UserPublic
+from app.errors import InvalidCredentials, SignInLocked, ValidationFailed
+from app.models.users import Principal, Role, UserPublic
 from app.services import ratelimit
 from app.services import users as user_store
-from app.services.auth import SignIn, principal_for_session, sign_in
+from app.services.auth import (
+    SignIn,
+    change_own_password,
+    principal_for_session,
+    sign_in,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -254,3 +259,28 @@ async def test_a_redis_that_hangs_is_given_up_on(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("use_redis", [True, False], ids=["redis", "database"])
+async def test_wrong_current_passwords_lock_like_failed_sign_ins(
+    ada: UserPublic, redis_client: aioredis.Redis, use_redis: bool
+) -> None:
+    """A stolen session cookie must not allow unlimited password guesses."""
+    redis = redis_client if use_redis else None
+    principal = Principal(
+        user_id=ada.id, email=ada.email, display_name="Ada", role=ada.role, session_id=None
+    )
+    for _ in range(ratelimit.MAX_FAILURES):
+        with pytest.raises(ValidationFailed):
+            await change_own_password(
+                redis=redis, principal=principal, current=WRONG, new="a brand new password", ip=IP
+            )
+    with pytest.raises(SignInLocked):
+        await change_own_password(
+            redis=redis, principal=principal, current=PASSWORD, new="a brand new password", ip=IP
+        )
+    # Locked out of sign-in too, and the password did not change.
+    with pytest.raises(SignInLocked):
+        await _try(redis, PASSWORD)
+    with session_scope() as session:
+        assert user_store.authenticate(session=session, email=EMAIL, password=PASSWORD)
