@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from app.api.auth import allowed, current_principal
+from app.api.pagination import PageRequest, page_of, page_params
 from app.db import session_scope
 from app.models.profiles import ProfileInput, ProfilePublic
 from app.models.users import Principal
@@ -45,9 +46,17 @@ async def list_profiles(
     search: str | None = Query(default=None, max_length=200),
     tag: str | None = Query(default=None, max_length=40),
     _: Principal = Depends(current_principal),
+    page: PageRequest = Depends(page_params(str, int)),
 ) -> dict[str, Any]:
-    items = await _call(profile_store.list_profiles, search=search, tag=tag)
-    return {"items": items, "next_cursor": None}
+    rows = await _call(
+        profile_store.list_profiles,
+        search=search,
+        tag=tag,
+        after=page.after,
+        limit=page.limit + 1,
+    )
+    items, next_cursor = page_of(rows, page.limit, profile_store.list_key)
+    return {"items": items, "next_cursor": next_cursor}
 
 
 @router.post("/profiles", status_code=201, summary="Create a profile")

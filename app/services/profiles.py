@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
-from sqlalchemy import String, cast, or_
+from sqlalchemy import String, and_, cast, or_
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -186,11 +186,25 @@ def get_profile(*, session: Session, profile_id: int) -> ProfilePublic:
 
 
 def list_profiles(
-    *, session: Session, search: str | None = None, tag: str | None = None
+    *,
+    session: Session,
+    search: str | None = None,
+    tag: str | None = None,
+    after: tuple[str, int] | None = None,
+    limit: int | None = None,
 ) -> list[ProfilePublic]:
     """Profiles ordered by name. `search` matches the name, description or
-    base URL (ignoring case); `tag` keeps the profiles that carry it."""
+    base URL (ignoring case); `tag` keeps the profiles that carry it; `after`
+    (a `list_key`) and `limit` page through them."""
     query = select(Profile)
+    if after is not None:
+        after_key, after_id = after
+        query = query.where(
+            or_(
+                col(Profile.name_key) > after_key,
+                and_(col(Profile.name_key) == after_key, col(Profile.id) > after_id),
+            )
+        )
     term = (search or "").strip()
     if term:
         query = query.where(
@@ -208,8 +222,15 @@ def list_profiles(
         # text is an exact match, on SQLite and PostgreSQL alike.
         tags_text = cast(col(Profile.tags), String)
         query = query.where(tags_text.contains(f'"{wanted}"', autoescape=True))
-    profiles = session.exec(query.order_by(col(Profile.name_key), col(Profile.id))).all()
-    return [to_public(profile) for profile in profiles]
+    query = query.order_by(col(Profile.name_key), col(Profile.id))
+    if limit is not None:
+        query = query.limit(limit)
+    return [to_public(profile) for profile in session.exec(query).all()]
+
+
+def list_key(profile: ProfilePublic) -> tuple[str, int]:
+    """Where a profile sorts in `list_profiles`."""
+    return (name_key(profile.name), profile.id)
 
 
 def resolve_profile(*, session: Session, profile_id: int) -> ResolvedProfile:

@@ -182,8 +182,18 @@ def find_user_by_email(*, session: Session, email: str) -> UserPublic | None:
     return to_public(user) if user is not None else None
 
 
-def list_users(*, session: Session) -> list[UserPublic]:
-    return [to_public(u) for u in session.exec(select(User).order_by(col(User.email))).all()]
+def list_users(
+    *, session: Session, after_email: str | None = None, limit: int | None = None
+) -> list[UserPublic]:
+    """Users ordered by email (stored normalised, so unique); `after_email`
+    and `limit` page through them."""
+    query = select(User)
+    if after_email is not None:
+        query = query.where(col(User.email) > after_email)
+    query = query.order_by(col(User.email))
+    if limit is not None:
+        query = query.limit(limit)
+    return [to_public(u) for u in session.exec(query).all()]
 
 
 # ----- creating -----

@@ -161,3 +161,65 @@ async def test_test_connection_without_redis_is_a_clear_503(
     monkeypatch.setattr("app.api.profiles.get_queue_or_none", no_redis)
     answer = await operator.post(f"/profiles/{profile['id']}/test", json={})
     assert answer.status_code == 503 and answer.json()["error"] == "QueueUnavailable"
+
+
+async def test_lists_page_with_cursors_and_refuse_foreign_ones(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer
+) -> None:
+    operator, viewer = clients["operator"], clients["viewer"]
+    names = [f"Profile {n:02d}" for n in range(7)]
+    for name in reversed(names):
+        created = await operator.post("/profiles", json=_oauth_profile(oauth, name=name))
+        assert created.status_code == 201, created.text
+
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        page = (await viewer.get("/profiles", params=params)).json()
+        assert len(page["items"]) <= 3
+        seen += [p["name"] for p in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        # A profile deleted between pages neither repeats nor hides another.
+        if len(seen) == 3:
+            doomed = page["items"][0]["id"]
+            assert (await operator.delete(f"/profiles/{doomed}")).status_code == 204
+    assert seen == names
+
+    filtered = (await viewer.get("/profiles", params={"limit": 2, "search": "0"})).json()
+    assert [p["name"] for p in filtered["items"]] == names[1:3]  # names[0] is gone
+    assert filtered["next_cursor"] is not None
+
+    for params in ({"cursor": "garbage"}, {"limit": 0}, {"limit": 201}):
+        refused = await viewer.get("/profiles", params=params)
+        assert refused.status_code == 422, params
+        assert refused.json()["error"] == "ValidationFailed"
+        assert set(refused.json()) == {"error", "message", "details", "request_id"}
+    garbage = (await viewer.get("/profiles", params={"cursor": "garbage"})).json()
+    assert garbage["details"]["fields"] == {"cursor": "Not a cursor from this list"}
+
+
+async def test_users_list_pages_by_email(taskdeck: Path) -> None:
+    admin_token = _token("admin")
+    with session_scope() as session:
+        for n in range(4):
+            user_store.create_user(
+                session=session, email=f"user{n}@example.com", display_name=f"U{n}",
+                password="a long password 123", role="viewer", actor=None,
+            )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_api()), base_url="http://taskdeck",
+        headers={"Authorization": f"Bearer {admin_token}"},
+    ) as admin:
+        emails: list[str] = []
+        params: dict[str, Any] = {"limit": 2}
+        while True:
+            page = (await admin.get("/users", params=params)).json()
+            emails += [u["email"] for u in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params = {"limit": 2, "cursor": page["next_cursor"]}
+        assert emails == sorted(emails) and len(emails) == 5
+        assert "admin@example.com" in emails
