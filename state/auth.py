@@ -192,14 +192,20 @@ class AuthState(rx.State):
         await announce_ended_sessions(ended, "signed_out_everywhere")
         return rx.call_script("window.location.assign('/auth/signed-out')")
 
+    def _end_session(self) -> None:
+        """The tab leaves (see _session_watch); until it does, or if a
+        hand-made client never does, no live data reaches it."""
+        self.session_ended = True
+        hub.unwatch(self.router.session.client_token)
+
     async def _apply_live_events(self, events: Sequence[Event]) -> None:
         if any(event.type == "ended" for event in events):
-            self.session_ended = True
+            self._end_session()
         elif any(event.type == "changed" for event in events):
             # Role or name changed by an admin: show what the server now enforces.
             principal = await principal_of(self)
             if principal is None:
-                self.session_ended = True
+                self._end_session()
             else:
                 self.user_name = principal.display_name
                 self.user_role = principal.role.value

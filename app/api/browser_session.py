@@ -1,11 +1,20 @@
 """HTTP routes that set and clear the HttpOnly session cookie (under /auth,
-outside the token-protected /api/v1)."""
+outside the token-protected /api/v1).
+
+Both answer with a tiny page that drops the tab's Reflex client token before
+moving on: server-side state is kept per client token, so a tab that signs
+out and in again (perhaps as someone else, on a shared computer) must start
+with a fresh state, never the previous user's.
+"""
 
 from __future__ import annotations
 
+import html
+import json
+
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from app.queue import get_queue_or_none
@@ -14,6 +23,26 @@ from app.services.sign_in_tickets import claim_ticket, redeem_ticket
 from app.session_cookie import SESSION_COOKIE, safe_next
 
 AUTH_PREFIX = "/auth"
+# Where reflex keeps the client token (reflex/.templates/web/utils/state.js).
+CLIENT_TOKEN_KEY = "token"
+
+_LEAVE_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><meta name="robots" content="noindex">
+<title>Taskdeck</title></head>
+<body><a id="next" href="{href}">Continue</a>
+<script>sessionStorage.removeItem({key});location.replace({target});</script>
+</body></html>
+"""
+
+
+def leave_to(path: str) -> HTMLResponse:
+    """A page that forgets the tab's client token and goes to `path` (a
+    local path: callers pass safe_next output or a constant)."""
+    target = json.dumps(path).replace("<", "\\u003c")
+    page = _LEAVE_PAGE.format(
+        href=html.escape(path, quote=True), key=json.dumps(CLIENT_TOKEN_KEY), target=target
+    )
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
 def _is_https(request: Request) -> bool:
@@ -21,12 +50,12 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
 
 
-async def redeem(request: Request) -> RedirectResponse:
+async def redeem(request: Request) -> HTMLResponse:
     ticket = request.query_params.get("t", "")
     token = redeem_ticket(ticket)
     if token is None or not await claim_ticket(await get_queue_or_none(), ticket):
-        return RedirectResponse("/login?expired=1", status_code=303)
-    response = RedirectResponse(safe_next(request.query_params.get("next")), status_code=303)
+        return leave_to("/login?expired=1")
+    response = leave_to(safe_next(request.query_params.get("next")))
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -36,13 +65,12 @@ async def redeem(request: Request) -> RedirectResponse:
         samesite="lax",
         secure=_is_https(request),
     )
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
-async def signed_out(request: Request) -> RedirectResponse:
+async def signed_out(request: Request) -> HTMLResponse:
     """Forget the cookie; the session itself was ended by the sign-out event."""
-    response = RedirectResponse("/login", status_code=303)
+    response = leave_to("/login")
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response
 

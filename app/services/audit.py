@@ -123,6 +123,21 @@ def count_recent_failures(
     return int(count), _as_utc(latest)
 
 
+def count_recent_failures_from(
+    *, session: Session, ip: str, since: datetime
+) -> tuple[int, datetime | None]:
+    """How many failed sign-ins came from `ip` since `since`, whatever the
+    emails, and when the latest was (the limiter's fallback address rule)."""
+    count, latest = session.exec(
+        select(func.count(), func.max(AuditEvent.at)).where(
+            AuditEvent.action == SIGN_IN_FAILED,
+            AuditEvent.ip == ip[:MAX_IP_CHARS],
+            col(AuditEvent.at) >= since,
+        )
+    ).one()
+    return int(count), _as_utc(latest)
+
+
 def last_sign_in_at(*, session: Session, email: str) -> datetime | None:
     """When the account with `email` last signed in successfully, if ever."""
     latest = session.exec(

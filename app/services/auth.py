@@ -89,15 +89,18 @@ async def sign_in(
     the cookie). SignInLocked, InvalidCredentials, or DatabaseUnavailable."""
     email_key = audit.email_key(email if isinstance(email, str) else "")
     limiter = SignInLimiter(redis)
-    await limiter.check(email=email_key, ip=ip)
+    attempt = await limiter.admit(email=email_key, ip=ip)
     try:
         result = await asyncio.to_thread(_open_session, email, password, ip, user_agent)
     except InvalidCredentials:
         await asyncio.to_thread(_record_failure, email_key, ip)
-        await limiter.record_failure(email=email_key, ip=ip)
+        await limiter.failed(attempt)
         log.info("sign_in_failed", ip=ip)
         raise
-    await limiter.reset(email=email_key)
+    except BaseException:
+        await limiter.withdraw(attempt)  # the database failed, not the guess
+        raise
+    await limiter.succeeded(attempt)
     log.info("signed_in", user_id=result.principal.user_id, session_id=result.principal.session_id)
     return result
 
@@ -170,14 +173,21 @@ async def change_own_password(
     stolen session cookie cannot be used to guess the password."""
     email_key = audit.email_key(principal.email)
     limiter = SignInLimiter(redis)
-    await limiter.check(email=email_key, ip=ip)
+    attempt = await limiter.admit(email=email_key, ip=ip)
     try:
-        return await asyncio.to_thread(_change_password, principal, current, new, ip)
+        ended = await asyncio.to_thread(_change_password, principal, current, new, ip)
     except ValidationFailed as error:
         if "current_password" in error.details.get("fields", {}):
             await asyncio.to_thread(_record_failure, email_key, ip)
-            await limiter.record_failure(email=email_key, ip=ip)
+            await limiter.failed(attempt)
+        else:
+            await limiter.withdraw(attempt)
         raise
+    except BaseException:
+        await limiter.withdraw(attempt)
+        raise
+    await limiter.succeeded(attempt)
+    return ended
 
 
 def principal_for_session(token: str | None) -> Principal | None:

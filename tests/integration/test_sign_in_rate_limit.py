@@ -284,3 +284,70 @@ async def test_wrong_current_passwords_lock_like_failed_sign_ins(
         await _try(redis, PASSWORD)
     with session_scope() as session:
         assert user_store.authenticate(session=session, email=EMAIL, password=PASSWORD)
+
+
+async def test_tries_in_parallel_get_no_more_guesses(
+    ada: UserPublic, redis_client: aioredis.Redis
+) -> None:
+    """Many sockets guessing at once: the password is checked MAX_FAILURES
+    times in all, not once per request in flight."""
+    results = await asyncio.gather(
+        *(_try(redis_client, WRONG) for _ in range(40)), return_exceptions=True
+    )
+    wrong = [r for r in results if isinstance(r, InvalidCredentials)]
+    locked = [r for r in results if isinstance(r, SignInLocked)]
+    assert len(wrong) == ratelimit.MAX_FAILURES
+    assert len(locked) == 40 - ratelimit.MAX_FAILURES
+    with pytest.raises(SignInLocked):
+        await _try(redis_client, PASSWORD)
+
+
+async def test_the_window_slides_over_its_own_start(
+    ada: UserPublic, redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failures late in one window and early in the next still add up (a
+    counter reset at a fixed time would forget the first ones)."""
+    monkeypatch.setattr(ratelimit, "WINDOW_S", 3)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await _fail(redis_client, 1)
+    await asyncio.sleep(max(0.0, start + 2.4 - loop.time()))
+    await _fail(redis_client, ratelimit.MAX_FAILURES - 2)  # 4 in the first 3 s
+    await asyncio.sleep(max(0.0, start + 3.2 - loop.time()))
+    await _fail(redis_client, 2)  # 2 after them: 5 within the last 3 s
+
+    with pytest.raises(SignInLocked):
+        await _try(redis_client, PASSWORD)
+
+
+async def test_a_success_does_not_count_against_the_address(
+    ada: UserPublic, redis_client: aioredis.Redis
+) -> None:
+    for _ in range(ratelimit.MAX_ADDRESS_FAILURES + 5):
+        await _try(redis_client, PASSWORD)
+    await _fail(redis_client, 1)
+    await _try(redis_client, PASSWORD)
+
+
+async def test_without_redis_many_failures_from_one_address_lock_it(
+    ada: UserPublic, redis_client: aioredis.Redis
+) -> None:
+    for index in range(ratelimit.MAX_ADDRESS_FAILURES):
+        await _fail(None, 1, email=f"guess{index % 10}@example.com")
+
+    with pytest.raises(SignInLocked):
+        await _try(None, PASSWORD)
+    await _try(None, PASSWORD, ip="192.0.2.50")
+
+
+async def test_a_refused_new_password_is_not_a_guess(
+    ada: UserPublic, redis_client: aioredis.Redis
+) -> None:
+    principal = Principal(user_id=ada.id, email=ada.email, display_name="Ada", role=ada.role)
+    for _ in range(ratelimit.MAX_FAILURES + 2):
+        with pytest.raises(ValidationFailed) as raised:
+            await change_own_password(
+                redis=redis_client, principal=principal, current=PASSWORD, new="short", ip=IP
+            )
+        assert "current_password" not in raised.value.details["fields"]
+    await _try(redis_client, PASSWORD)

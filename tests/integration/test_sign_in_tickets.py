@@ -3,6 +3,8 @@ route with the real Redis and a real session behind the ticket."""
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,15 @@ from app.session_cookie import SESSION_COOKIE
 pytestmark = pytest.mark.integration
 
 
+def _destination(page: httpx.Response) -> str:
+    """Where the page sends the browser, after dropping the client token."""
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert 'sessionStorage.removeItem("token")' in page.text
+    found = re.search(r'<a id="next" href="([^"]*)">', page.text)
+    assert found is not None
+    return html.unescape(found.group(1))
+
+
 async def _follow(client: httpx.AsyncClient, ticket: str, next_path: str = "/runs") -> httpx.Response:
     return await client.get("/ticket", params={"t": ticket, "next": next_path})
 
@@ -25,20 +36,25 @@ async def test_a_ticket_sets_the_cookie_once(taskdeck: Path) -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
         ticket = issue_ticket("session-token-abc")
         first = await _follow(client, ticket)
-        assert first.status_code == 303 and first.headers["location"] == "/runs"
+        assert _destination(first) == "/runs"
         cookie = first.headers["set-cookie"]
         assert f"{SESSION_COOKIE}=session-token-abc" in cookie
         assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Secure" not in cookie
 
         replay = await _follow(client, ticket)
-        assert replay.headers["location"] == "/login?expired=1"
+        assert _destination(replay) == "/login?expired=1"
         assert "set-cookie" not in replay.headers
 
         forged = await _follow(client, "not-a-ticket")
-        assert forged.headers["location"] == "/login?expired=1"
+        assert _destination(forged) == "/login?expired=1"
 
         elsewhere = await _follow(client, issue_ticket("t2"), next_path="//evil.example")
-        assert elsewhere.headers["location"] == "/"
+        assert _destination(elsewhere) == "/"
+
+        # A next path cannot break out of the page's script or link.
+        tricky = await _follow(client, issue_ticket("t3"), next_path='/runs?q="</script><b>')
+        assert "</script><b>" not in tricky.text and "<b>" not in tricky.text
+        assert _destination(tricky).startswith("/runs")
     await close_queue()
 
 
@@ -50,3 +66,12 @@ async def test_cookie_is_secure_behind_an_https_proxy(taskdeck: Path) -> None:
         )
         assert "Secure" in answer.headers["set-cookie"]
     await close_queue()
+
+
+async def test_signing_out_forgets_the_cookie_and_the_client_token(taskdeck: Path) -> None:
+    transport = httpx.ASGITransport(app=create_browser_session_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
+        page = await client.get("/signed-out")
+        assert _destination(page) == "/login"
+        assert f'{SESSION_COOKIE}=""' in page.headers["set-cookie"]
+        assert "Max-Age=0" in page.headers["set-cookie"]

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from app.services.events import Event
+from state.auth import AuthState
 from state.live import LiveHub
+from state.live import hub as app_hub
 from state.profiles import ProfileState
 from state.runs import RunsState
 
@@ -53,3 +55,23 @@ def test_sweep_forgets_clients_whose_socket_is_gone() -> None:
     assert hub.watcher_count() == 1
     hub.dispatch(_event("run:9"))
     assert list(_inbox(hub)) == ["open"]
+
+
+def test_an_ended_session_drops_the_tab_from_every_topic() -> None:
+    """Until the tab leaves, or if a hand-made client never does, no live
+    data reaches a tab whose session ended."""
+
+    app_hub.watch("ended-tab", ["run:*", "profile:*", "session:9"], RunsState)
+    app_hub.watch("other-tab", ["run:*"], RunsState)
+    tab = SimpleNamespace(
+        session_ended=False,
+        router=SimpleNamespace(session=SimpleNamespace(client_token="ended-tab")),
+    )
+    try:
+        AuthState._end_session(tab)  # type: ignore[arg-type]
+        app_hub.dispatch(_event("run:3"))
+        assert tab.session_ended is True
+        assert _inbox(app_hub) == {"other-tab": ["run:3"]}
+    finally:
+        app_hub.unwatch("other-tab")
+        app_hub._inbox.clear()
