@@ -113,6 +113,7 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
                 finally:
                     _acting.reset(reset)
 
+            generator_wrapper.required_permission = permission  # type: ignore[attr-defined]
             return generator_wrapper
 
         @functools.wraps(handler)
@@ -126,6 +127,7 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
             finally:
                 _acting.reset(reset)
 
+        wrapper.required_permission = permission  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
