@@ -54,20 +54,26 @@ async def test_profile_connection(
 
 async def refresh_tokens_forever(ctx: dict[str, Any]) -> None:
     """Refresh every OAuth2 token that is past its refresh point; with several
-    workers, the token manager's Redis lock lets only one refresh each."""
+    workers, the token manager's Redis lock lets only one refresh each. Each
+    profile renews in its own task (the round does not wait for them), so a
+    slow token endpoint delays its own profile only; a profile whose renewal
+    still runs gets no second one."""
     reported: set[int] = set()
-    while True:
-        try:
-            profiles, unreadable = await asyncio.to_thread(_resolve_oauth2_profiles)
-            for profile_id, why in unreadable:
-                if profile_id not in reported:  # once, not every second
-                    reported.add(profile_id)
-                    await ctx["token_store"].record(profile_id, TokenStatus.FAILED, None, why)
-            reported &= {profile_id for profile_id, _ in unreadable}
-            if profiles:
-                await ctx["tokens"].refresh_due(profiles)
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # keep refreshing the others next round
-            log.warning("token_refresh_round_failed", error=type(error).__name__)
-        await asyncio.sleep(REFRESH_CHECK_S)
+    try:
+        while True:
+            try:
+                profiles, unreadable = await asyncio.to_thread(_resolve_oauth2_profiles)
+                for profile_id, why in unreadable:
+                    if profile_id not in reported:  # once, not every second
+                        reported.add(profile_id)
+                        await ctx["token_store"].record(profile_id, TokenStatus.FAILED, None, why)
+                reported &= {profile_id for profile_id, _ in unreadable}
+                if profiles:
+                    await ctx["tokens"].start_due_refreshes(profiles)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # keep refreshing the others next round
+                log.warning("token_refresh_round_failed", error=type(error).__name__)
+            await asyncio.sleep(REFRESH_CHECK_S)
+    finally:
+        await ctx["tokens"].cancel_background_refreshes()

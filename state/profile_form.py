@@ -1,11 +1,14 @@
 """Turns the profile form's fields into a ProfileInput and a profile back
 into the form's starting values. Secret inputs are read from the submitted
-form only; they are never kept in a state var."""
+form only; they are never kept in a state var. A secret left empty keeps
+its stored value; its "clear" checkbox (`clear_secret_<field>`) removes it,
+which only an optional secret allows."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.errors import ValidationFailed
 from app.models.profiles import (
     ALL_SECRET_FIELDS,
     PLAIN_FIELDS,
@@ -14,8 +17,11 @@ from app.models.profiles import (
     ProfileInput,
     ProfilePublic,
 )
+from app.services.profile_validation import clear_problem
 
 SECRET_PREFIX = "secret_"
+CLEAR_PREFIX = "clear_secret_"
+CHECKED = (True, "on", "true", "1")
 MAX_FIELD_CHARS = 8000
 
 
@@ -46,7 +52,9 @@ def parse_tags(text: str) -> list[str]:
 
 def to_input(form: dict[str, Any], kind: str) -> ProfileInput:
     """The submitted form as a ProfileInput; `timeout_s` that is not a
-    number is passed on as -1 so that validation names the field."""
+    number is passed on as -1 so that validation names the field. A secret
+    to clear goes as None (a typed value wins over the checkbox);
+    ValidationFailed when the secret is one the kind requires."""
     try:
         timeout_s = float(_text(form, "timeout_s") or 30)
     except ValueError:
@@ -61,10 +69,18 @@ def to_input(form: dict[str, Any], kind: str) -> ProfileInput:
             value = _text(form, field)
             if value:
                 auth[field] = value
+        refused: dict[str, str] = {}
         for field in SECRET_FIELDS.get(auth_kind, ()):
             value = _text(form, SECRET_PREFIX + field)
             if value:
                 auth[field] = value
+            elif form.get(CLEAR_PREFIX + field) in CHECKED:
+                if problem := clear_problem(auth_kind, field):
+                    refused[f"auth.{field}"] = problem
+                else:
+                    auth[field] = None
+        if refused:
+            raise ValidationFailed("Please correct: " + ", ".join(refused), details={"fields": refused})
     return ProfileInput(
         name=_text(form, "name"),
         description=_text(form, "description"),
@@ -73,7 +89,7 @@ def to_input(form: dict[str, Any], kind: str) -> ProfileInput:
             form.get("headers", "") if isinstance(form.get("headers"), str) else ""
         ),
         timeout_s=timeout_s,
-        verify_tls=form.get("verify_tls") in (True, "on", "true", "1"),
+        verify_tls=form.get("verify_tls") in CHECKED,
         tags=parse_tags(_text(form, "tags")),
         auth=auth,
     )

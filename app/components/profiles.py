@@ -1,8 +1,12 @@
-"""Profile pieces: token-state badge and the auth-kind-specific form fields."""
+"""Profile pieces: token-state badge, the auth-kind-specific form fields,
+a page timer and the loading skeleton of one profile."""
 
 from __future__ import annotations
 
+import json
+
 import reflex as rx
+from reflex.utils.format import format_queue_events
 
 from app.components.forms import field
 
@@ -31,9 +35,54 @@ def token_badge(status: rx.Var[str]) -> rx.Component:
     )
 
 
-def secret_field(label: str, name: str, hint: rx.Var | str, error: rx.Var | str) -> rx.Component:
+def every(seconds: int, event: rx.EventHandler, timer: str) -> rx.Component:
+    """A hidden element that sends `event` every `seconds` while it is on the
+    page (a browser timer, started on mount and stopped on unmount; one per
+    `timer` name, so a remount never doubles it)."""
+    key = json.dumps(timer)
+    tick = format_queue_events(event)
+    start = rx.Var(
+        f"(() => {{ const timers = (window.__taskdeckTimers ??= {{}}); "
+        f"clearInterval(timers[{key}]); timers[{key}] = setInterval({tick}, {seconds * 1000}); }})",
+        _var_data=tick._get_all_var_data(),
+    )
+    stop = rx.Var(f"(() => clearInterval(window.__taskdeckTimers?.[{key}]))")
+    return rx.el.div(
+        on_mount=rx.call_function(start),
+        on_unmount=rx.call_function(stop),
+        hidden=True,
+        aria_hidden="true",
+    )
+
+
+def profile_skeleton() -> rx.Component:
+    """What the profile page shows until the profile is loaded."""
+    return rx.vstack(
+        rx.hstack(
+            rx.skeleton(rx.heading("Loading profile", size="5", as_="h2")),
+            rx.skeleton(rx.badge("token state")),
+            align="center",
+        ),
+        rx.skeleton(height="4rem", width="100%"),
+        rx.skeleton(height="16rem", width="100%"),
+        width="100%",
+        spacing="4",
+        aria_busy="true",
+        class_name="profile-loading",
+    )
+
+
+def secret_field(
+    label: str,
+    name: str,
+    hint: rx.Var | str,
+    error: rx.Var | str,
+    *,
+    clearable: bool = False,
+) -> rx.Component:
     """A secret input: never filled from state; shows the stored hint and
-    keeps the stored secret when left empty."""
+    keeps the stored secret when left empty. A `clearable` (optional) secret
+    that is stored gets a checkbox that removes it on save."""
     hint_var = rx.Var.create(hint)
     return rx.vstack(
         field(
@@ -45,6 +94,18 @@ def secret_field(label: str, name: str, hint: rx.Var | str, error: rx.Var | str)
             error=error,
             placeholder=rx.cond(hint_var != "", "stored " + hint_var + " (type to replace)", ""),
         ),
+        rx.cond(
+            hint_var != "",
+            rx.el.label(
+                rx.hstack(
+                    rx.checkbox(name=f"clear_secret_{name}", default_checked=False),
+                    rx.text(f"Remove the stored {label.split(' (')[0].lower()}", size="2"),
+                    align="center",
+                ),
+            ),
+        )
+        if clearable
+        else rx.fragment(),
         width="100%",
         spacing="1",
     )
@@ -63,8 +124,11 @@ def auth_fields(kind: rx.Var[str], values: rx.Var, hints: rx.Var, errors: rx.Var
             placeholder=placeholder,
         )
 
-    def secret(label: str, name: str) -> rx.Component:
-        return secret_field(label, name, hints.get(name, ""), errors.get(f"secret_{name}", ""))
+    def secret(label: str, name: str, clearable: bool = False) -> rx.Component:
+        return secret_field(
+            label, name, hints.get(name, ""), errors.get(f"secret_{name}", ""),
+            clearable=clearable,
+        )
 
     def client_auth() -> rx.Component:
         return rx.vstack(
@@ -122,7 +186,7 @@ def auth_fields(kind: rx.Var[str], values: rx.Var, hints: rx.Var, errors: rx.Var
             rx.vstack(
                 plain("Token URL", "token_url", "https://auth.example.com/oauth/token"),
                 plain("Client ID", "client_id"),
-                secret("Client secret (if the client has one)", "client_secret"),
+                secret("Client secret (if the client has one)", "client_secret", clearable=True),
                 secret("Refresh token", "refresh_token"),
                 plain("Scopes (space-separated)", "scopes", required=False),
                 client_auth(),

@@ -8,9 +8,21 @@ import reflex as rx
 from app.components.banners import status_banners
 from app.components.layout import page_shell
 from app.components.panel import panel
-from app.components.profiles import auth_fields, profile_fields, token_badge
+from app.components.profiles import (
+    auth_fields,
+    every,
+    profile_fields,
+    profile_skeleton,
+    token_badge,
+)
 from state.auth import AuthState
-from state.profiles import AUTH_KINDS, ProfileRow, ProfilesState, ProfileState
+from state.profiles import (
+    AUTH_KINDS,
+    EXPIRY_REFRESH_S,
+    ProfileRow,
+    ProfilesState,
+    ProfileState,
+)
 
 
 def _kind_select(value: rx.Var[str], on_change: object) -> rx.Component:
@@ -128,6 +140,7 @@ def profiles_page() -> rx.Component:
                 ),
             ),
         ),
+        every(EXPIRY_REFRESH_S, ProfilesState.refresh_expiry_notes, "profiles"),
         banner=status_banners(live=ProfilesState.live, load_error=ProfilesState.load_error),
     )
 
@@ -177,7 +190,13 @@ def _test_panel() -> rx.Component:
 
 def _danger_zone() -> rx.Component:
     return rx.hstack(
-        rx.button("Clone", variant="soft", on_click=ProfileState.clone_profile),
+        rx.button(
+            "Clone",
+            variant="soft",
+            on_click=ProfileState.clone_profile,
+            loading=ProfileState.cloning,
+            disabled=ProfileState.cloning,
+        ),
         rx.alert_dialog.root(
             rx.alert_dialog.trigger(rx.button("Delete", color_scheme="red", variant="soft")),
             rx.alert_dialog.content(
@@ -212,7 +231,15 @@ def _edit_form() -> rx.Component:
                 auth_fields(
                     ProfileState.kind, ProfileState.values, ProfileState.hints, ProfileState.errors
                 ),
-                rx.cond(AuthState.can_run, rx.button("Save", type="submit")),
+                rx.cond(
+                    AuthState.can_run,
+                    rx.button(
+                        "Save",
+                        type="submit",
+                        loading=ProfileState.saving,
+                        disabled=ProfileState.saving,
+                    ),
+                ),
                 spacing="3",
                 width="100%",
                 max_width="36rem",
@@ -227,24 +254,29 @@ def profile_page() -> rx.Component:
     return page_shell(
         "Profile",
         rx.cond(
-            ProfileState.found,
-            rx.vstack(
-                rx.hstack(
-                    rx.heading(ProfileState.row.name, size="5", as_="h2"),
-                    token_badge(ProfileState.row.token_status),
-                    rx.text(ProfileState.row.expiry_note, size="2", class_name="token-detail"),
-                    rx.spacer(),
-                    rx.cond(AuthState.can_run, _danger_zone()),
-                    wrap="wrap",
-                    align="center",
+            ProfileState.loading,
+            profile_skeleton(),
+            rx.cond(
+                ProfileState.found,
+                rx.vstack(
+                    rx.hstack(
+                        rx.heading(ProfileState.row.name, size="5", as_="h2"),
+                        token_badge(ProfileState.row.token_status),
+                        rx.text(ProfileState.row.expiry_note, size="2", class_name="token-detail"),
+                        rx.spacer(),
+                        rx.cond(AuthState.can_run, _danger_zone()),
+                        wrap="wrap",
+                        align="center",
+                        width="100%",
+                    ),
+                    rx.cond(AuthState.can_run, _test_panel()),
+                    _edit_form(),
                     width="100%",
+                    spacing="4",
                 ),
-                rx.cond(AuthState.can_run, _test_panel()),
-                _edit_form(),
-                width="100%",
-                spacing="4",
+                rx.callout("No such profile.", icon="info", width="100%"),
             ),
-            rx.callout("No such profile.", icon="info", width="100%"),
         ),
         rx.link("All profiles", href="/profiles"),
+        every(EXPIRY_REFRESH_S, ProfileState.refresh_expiry_notes, "profile"),
     )

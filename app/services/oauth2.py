@@ -12,15 +12,31 @@ Life of a token (`refresh_at_fraction` f, 0.8 by default):
   after the refresh point)) so that a token never reaches the API expired.
 - After a 401, `refresh(force=True, rejected_token=...)` renews only if the
   rejected token is still the cached one: N concurrent 401s, one refresh.
-- A proactive refresher (a worker loop) calls `refresh_due`, so that busy
-  and idle profiles alike have a fresh token before anyone needs it.
+- A failed renewal before the token expires (past the refresh point, not
+  after a 401) is recorded as FAILED for people to see, but callers keep
+  getting the still-usable token; the endpoint is asked again after
+  FAILED_RETRY_AFTER_S.
+- A proactive refresher (a worker loop) calls `start_due_refreshes`, so that
+  busy and idle profiles alike have a fresh token before anyone needs it.
+  Each profile renews in its own task: a slow endpoint delays only its own.
+- The lock lives as long as the slowest fetch may take; the fetch as a whole
+  (not each httpx operation: a server may drip its answer) is cut a margin
+  before the lock expires, and callers waiting on it wait as long as it.
 
 Redis keys (values are Fernet tokens, purpose "oauth2-token-cache"):
-    taskdeck:oauth2:token:<id>     {"access_token", "expires_at", "obtained_at"}
-                                   (epoch seconds), TTL until expiry
-    taskdeck:oauth2:refresh:<id>   {"refresh_token", "superseded"}: the latest
-                                   rotated refresh token, and SHA-256 digests
-                                   of the ones it replaced
+    taskdeck:oauth2:token:<id>:<fp>  {"access_token", "expires_at", "obtained_at"}
+                                   (epoch seconds), TTL until expiry. <fp> is
+                                   an HMAC of what the token is valid for
+                                   (see `_fingerprint`): a changed profile,
+                                   or a new one that reuses a deleted one's
+                                   id, never finds a token it did not earn,
+                                   even one a refresh in flight wrote after
+                                   the cache was cleared
+    taskdeck:oauth2:refresh:<id>   {"refresh_token", "superseded", "origin"}:
+                                   the latest rotated refresh token, SHA-256
+                                   digests of the ones it replaced, and that
+                                   of the first one of its line (the one a
+                                   user entered)
     taskdeck:oauth2:lock:<id>      owner of the refresh in progress (SET NX PX)
     taskdeck:oauth2:failure:<id>   the last failed refresh (plain JSON: reason
                                    and time, no secret) for the callers that
@@ -30,11 +46,15 @@ Refresh-token rotation: the profile object is immutable and a process may
 hold an old copy, so the newest refresh token lives in Redis too. It wins
 over `profile.auth["refresh_token"]` unless the profile's token is one that
 was never replaced (a user pasted a new one): then the profile's is used.
-The database copy is updated through the `TokenStateStore`.
+The database copy is updated through the `TokenStateStore`, only while it
+still holds a token this line replaced (a user may have pasted a new one
+meanwhile). A rotated refresh token is kept even when the rest of the
+answer is unusable: the server may have revoked the old one already.
 
 Token state goes to the store: `refreshing` while asking, `valid` with the
-expiry after, `failed` with the server's error text. Tokens and secrets are
-never logged, never in an error message.
+expiry after, `failed` with the server's error text, in which every secret
+(raw, URL-encoded, JSON-escaped, inside a Basic credential) is masked.
+Tokens and secrets are never logged, never in an error message.
 """
 
 from __future__ import annotations
@@ -42,11 +62,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import hmac
 import json
 import math
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -56,10 +77,12 @@ import structlog
 from cryptography.fernet import InvalidToken
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
-from app.crypto import fernet_for
+from app.crypto import derive_key, fernet_for
 from app.errors import TokenRefreshFailed
 from app.models.profiles import OAUTH2_KINDS, AuthKind, ResolvedProfile, TokenStatus
+from app.redaction import basic_credential, scrub_secrets
 from app.services.outbound import USER_AGENT, get_http_client, loggable_url, retry_after_s
+from app.settings import get_settings
 
 __all__ = [
     "TokenInfo",
@@ -75,6 +98,7 @@ REFRESH_KEY_PREFIX = "taskdeck:oauth2:refresh:"
 LOCK_KEY_PREFIX = "taskdeck:oauth2:lock:"
 FAILURE_KEY_PREFIX = "taskdeck:oauth2:failure:"
 FERNET_PURPOSE = "oauth2-token-cache"
+FINGERPRINT_PURPOSE = "oauth2-token-cache-key"
 
 POLL_INTERVAL_S = 0.05
 MAX_EXPIRY_SKEW_S = 5.0
@@ -90,6 +114,9 @@ REFRESH_DUE_CONCURRENCY = 8
 # that need a token still try), so a refresher loop does not hammer a
 # failing token endpoint every round.
 FAILED_RETRY_AFTER_S = 15.0
+# The fetch ends this long before its lock expires: time to save a rotated
+# refresh token while no other process may refresh.
+LOCK_MARGIN_S = 5.0
 
 # Delete the lock only if we still own it (it may have expired and been taken).
 _RELEASE_SCRIPT = """
@@ -111,7 +138,13 @@ class TokenStateStore(Protocol):
         error: str | None,
     ) -> None: ...
 
-    async def store_refresh_token(self, profile_id: int, refresh_token: str) -> None: ...
+    async def store_refresh_token(
+        self, profile_id: int, refresh_token: str, *, replaces_sha256: frozenset[str]
+    ) -> None:
+        """Keep `refresh_token` only while the stored one's SHA-256 is in
+        `replaces_sha256` (one this token's line replaced): a token a user
+        pasted during the refresh must win."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -141,13 +174,20 @@ class _CachedToken:
 class _Grant:
     access_token: str
     expires_in: float
-    refresh_token: str | None
 
 
 @dataclass(frozen=True)
 class _SavedRefreshToken:
     refresh_token: str
     superseded: tuple[str, ...]
+    # Digest of the first token of this line: stays across rotations, so the
+    # cache key (which it is part of) does not change when a token rotates.
+    origin: str
+
+    def continues(self, refresh_token: str) -> bool:
+        """Whether `refresh_token` is this line's latest or one it replaced
+        (not a token a user entered since)."""
+        return refresh_token == self.refresh_token or _digest(refresh_token) in self.superseded
 
 
 def token_state(
@@ -176,15 +216,29 @@ def _utc(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, UTC)
 
 
+def _profile_secrets(profile: ResolvedProfile) -> list[str | None]:
+    """What a token request sends that is secret: the client secret (in the
+    body, or base64 in the Basic header) and the refresh token."""
+    auth = profile.auth
+    client_secret = auth.get("client_secret")
+    secrets_sent = [client_secret, auth.get("refresh_token")]
+    if isinstance(client_secret, str) and client_secret:
+        secrets_sent.append(basic_credential(auth.get("client_id") or "", client_secret))
+    return secrets_sent
+
+
 def _failed(
-    reason: str, *, profile: ResolvedProfile, status_code: int | None = None
+    reason: str,
+    *,
+    profile: ResolvedProfile,
+    status_code: int | None = None,
+    also_secret: Iterable[str | None] = (),
 ) -> TokenRefreshFailed:
-    reason = " ".join(reason.split())[:MAX_REASON_CHARS]
-    # A server that echoes what it was sent must not put a secret in our error.
-    for field in ("client_secret", "refresh_token"):
-        value = profile.auth.get(field)
-        if isinstance(value, str) and len(value) >= 4:
-            reason = reason.replace(value, "[redacted]")
+    """The error for a failed refresh. Its reason goes to the database,
+    Redis, logs, UI and API, and a server may echo what it was sent: every
+    secret is masked in the whole text before it is shortened."""
+    masked = scrub_secrets(reason, [*_profile_secrets(profile), *also_secret])
+    reason = " ".join(masked.split())[:MAX_REASON_CHARS]
     return TokenRefreshFailed(
         f"Token refresh failed: {reason}",
         details={"profile_id": profile.id, "reason": reason, "status_code": status_code},
@@ -206,6 +260,24 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        payload = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _returned_refresh_token(response: httpx.Response) -> str | None:
+    """The refresh token of a successful answer, whatever else is wrong
+    with it: a rotating server may have revoked the one we sent already."""
+    payload = _json_object(response)
+    if not response.is_success or payload is None or payload.get("error"):
+        return None
+    token = payload.get("refresh_token")
+    return token if isinstance(token, str) and token else None
+
+
 def _parse_grant(response: httpx.Response, profile: ResolvedProfile) -> _Grant:
     """The token response as a grant, or TokenRefreshFailed saying plainly
     what is wrong with it (the body is never quoted, only error fields)."""
@@ -225,6 +297,12 @@ def _parse_grant(response: httpx.Response, profile: ResolvedProfile) -> _Grant:
             shown = content_type or "a body without a content type"
             reason = f"token endpoint returned {shown} instead of JSON (status {status})"
         raise _failed(reason, profile=profile, status_code=status)
+
+    def fail(reason: str) -> TokenRefreshFailed:
+        # Tokens the answer carries are secrets too, should a text repeat them.
+        issued = [payload.get("access_token"), payload.get("refresh_token")]
+        return _failed(reason, profile=profile, status_code=status, also_secret=issued)
+
     error = payload.get("error")
     if error or status >= 400:
         if isinstance(error, str) and error:
@@ -233,27 +311,45 @@ def _parse_grant(response: httpx.Response, profile: ResolvedProfile) -> _Grant:
             reason = f"{error}: {description}" if described else error
         else:
             reason = f"token endpoint answered status {status}"
-        raise _failed(reason, profile=profile, status_code=status)
+        raise fail(reason)
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
-        raise _failed(
-            "token endpoint returned no access_token", profile=profile, status_code=status
-        )
+        raise fail("token endpoint returned no access_token")
     expires_in = _number(payload.get("expires_in"))
     if expires_in is None:
-        raise _failed("token endpoint returned no expires_in", profile=profile, status_code=status)
+        raise fail("token endpoint returned no expires_in")
     if expires_in <= 0:
-        raise _failed(
-            f"token endpoint returned expires_in {expires_in:g}, which is not positive",
-            profile=profile,
-            status_code=status,
-        )
-    refresh_token = payload.get("refresh_token")
-    return _Grant(
-        access_token=access_token,
-        expires_in=expires_in,
-        refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
+        raise fail(f"token endpoint returned expires_in {expires_in:g}, which is not positive")
+    return _Grant(access_token=access_token, expires_in=expires_in)
+
+
+def _fingerprint(profile: ResolvedProfile, line: str) -> str:
+    """What a cached token is valid for: the profile id, kind and API, the
+    token endpoint, the client and its secret, scopes, audience and (for
+    refresh tokens) the line of refresh tokens it came from. An HMAC under
+    a key derived from TASKDECK_SECRET_KEY: the Redis key shows no secret
+    and is no oracle for guessing one."""
+    auth = profile.auth
+    scopes = auth.get("scopes") or []
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    material = json.dumps(
+        [
+            profile.id,
+            AuthKind(profile.auth_kind).value,
+            profile.base_url,
+            auth.get("token_url"),
+            auth.get("client_id"),
+            auth.get("client_secret"),
+            sorted(str(scope) for scope in scopes),
+            auth.get("audience"),
+            line,
+        ]
     )
+    secret_key = get_settings().secret_key
+    assert secret_key is not None  # load_settings always fills it
+    key = derive_key(secret_key.get_secret_value(), FINGERPRINT_PURPOSE)
+    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 _token_backoff = wait_random_exponential(multiplier=0.2, max=5)
@@ -280,6 +376,14 @@ def _token_should_retry(state: RetryCallState) -> bool:
 def _last_outcome(state: RetryCallState) -> Any:
     assert state.outcome is not None
     return state.outcome.result()
+
+
+def _with_refresh_token(profile: ResolvedProfile, refresh_token: str | None) -> ResolvedProfile:
+    """The profile as sent: with the (rotated) refresh token actually used,
+    so that an error text masks that one."""
+    if not refresh_token or refresh_token == profile.auth.get("refresh_token"):
+        return profile
+    return dataclasses.replace(profile, auth={**profile.auth, "refresh_token": refresh_token})
 
 
 def _require_oauth2(profile: ResolvedProfile) -> None:
@@ -310,15 +414,17 @@ class TokenManager:
         self.refresh_at_fraction = refresh_at_fraction
         self.lock_ttl_s = lock_ttl_s
         self.wait_timeout_s = wait_timeout_s
+        # Renewals started by start_due_refreshes and still running, by profile id.
+        self._renewals: dict[int, asyncio.Task[int | None]] = {}
 
     # ----- public -----
 
     async def get_token(self, profile: ResolvedProfile) -> str:
         """A token fit to send now: the cached one before its refresh point;
         past it a new one, or the old one while it is still usable and
-        another process is already renewing it."""
+        another process is already renewing it (or renewing it failed)."""
         _require_oauth2(profile)
-        cached = await self._read_token(profile.id)
+        cached = await self._read_token(await self.cache_key(profile))
         if cached is not None and time.time() < cached.refresh_point(self.refresh_at_fraction):
             return cached.access_token
         token, _ = await self._renew(profile, force=False, rejected_token=None, stale_ok=True)
@@ -343,40 +449,47 @@ class TokenManager:
 
     async def refresh_due(self, profiles: Iterable[ResolvedProfile]) -> list[int]:
         """Renew the tokens of the OAuth2 profiles whose cached token is
-        missing or past its refresh point. Returns the ids this call renewed
-        (not those another process renewed meanwhile); a failure is recorded
-        as FAILED by the refresh and does not stop the others; a profile
-        whose refresh failed less than FAILED_RETRY_AFTER_S ago is skipped."""
-        now = time.time()
-        due: list[ResolvedProfile] = []
-        for profile in profiles:
-            if profile.auth_kind not in OAUTH2_KINDS:
-                continue
-            cached = await self._read_token(profile.id)
-            if cached is not None and now < cached.refresh_point(self.refresh_at_fraction):
-                continue
-            failure = await self._read_failure(profile.id)
-            if failure is not None and now - failure.get("at", 0) < FAILED_RETRY_AFTER_S:
-                continue
-            due.append(profile)
+        missing or past its refresh point, and wait for all of them. Returns
+        the ids this call renewed (not those another process renewed
+        meanwhile); a failure is recorded as FAILED by the refresh and does
+        not stop the others; a profile whose refresh failed less than
+        FAILED_RETRY_AFTER_S ago is skipped. A loop should rather use
+        `start_due_refreshes`, which does not wait for the slowest."""
         gate = asyncio.Semaphore(REFRESH_DUE_CONCURRENCY)
 
         async def renew(profile: ResolvedProfile) -> int | None:
             async with gate:
-                try:
-                    _, fetched = await self._renew(
-                        profile, force=False, rejected_token=None, stale_ok=True
-                    )
-                except TokenRefreshFailed:
-                    return None
-            return profile.id if fetched else None
+                return await self._renew_due(profile)
 
-        renewed = await asyncio.gather(*(renew(profile) for profile in due))
+        renewed = await asyncio.gather(*(renew(profile) for profile in await self._due(profiles)))
         return [profile_id for profile_id in renewed if profile_id is not None]
 
-    async def token_info(self, profile_id: int) -> TokenInfo | None:
+    async def start_due_refreshes(self, profiles: Iterable[ResolvedProfile]) -> list[int]:
+        """Start, without waiting for it, a renewal task for each due profile
+        (as `refresh_due` chooses them) that has none running yet: one slow
+        token endpoint then delays its own profile only, and a profile never
+        has two renewals queued. Returns the ids started."""
+        idle = [profile for profile in profiles if profile.id not in self._renewals]
+        started: list[int] = []
+        for profile in await self._due(idle):
+            task = asyncio.create_task(
+                self._renew_in_background(profile), name=f"oauth2-renew-{profile.id}"
+            )
+            self._renewals[profile.id] = task
+            task.add_done_callback(self._forget_renewal(profile.id))
+            started.append(profile.id)
+        return started
+
+    async def cancel_background_refreshes(self) -> None:
+        """Stop the renewals `start_due_refreshes` started (worker shutdown)."""
+        tasks = list(self._renewals.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def token_info(self, profile: ResolvedProfile) -> TokenInfo | None:
         """Obtained and expiry times of the cached token, and its state."""
-        cached = await self._read_token(profile_id)
+        cached = await self._read_token(await self.cache_key(profile))
         if cached is None:
             return None
         obtained_at, expires_at = _utc(cached.obtained_at), _utc(cached.expires_at)
@@ -390,15 +503,78 @@ class TokenManager:
             ),
         )
 
+    async def cache_key(self, profile: ResolvedProfile) -> str:
+        """The Redis key of the profile's cached token: its id and the
+        fingerprint of what the token is valid for (see `_fingerprint`)."""
+        line = ""
+        if profile.auth_kind == AuthKind.OAUTH2_REFRESH_TOKEN:
+            _, line = self._choose_refresh_token(profile, await self._read_refresh(profile.id))
+        return f"{TOKEN_KEY_PREFIX}{profile.id}:{_fingerprint(profile, line)}"
+
     async def forget(self, profile_id: int) -> None:
-        """Drop the cached token and refresh token (the auth config changed)."""
+        """Drop the cached tokens and refresh token (the auth config changed,
+        or the profile is gone). A refresh still in flight may write its
+        token afterwards: under the old fingerprint, which a changed or
+        re-created profile does not match."""
+        keys = [key async for key in self._redis.scan_iter(match=f"{TOKEN_KEY_PREFIX}{profile_id}:*")]
         await self._redis.delete(
-            TOKEN_KEY_PREFIX + str(profile_id),
-            REFRESH_KEY_PREFIX + str(profile_id),
-            FAILURE_KEY_PREFIX + str(profile_id),
+            *keys, REFRESH_KEY_PREFIX + str(profile_id), FAILURE_KEY_PREFIX + str(profile_id)
         )
 
+    # ----- the proactive refresher -----
+
+    async def _due(self, profiles: Iterable[ResolvedProfile]) -> list[ResolvedProfile]:
+        """The OAuth2 profiles without a cached token before its refresh
+        point, except those whose refresh failed in the last
+        FAILED_RETRY_AFTER_S (no hammering a failing endpoint)."""
+        now = time.time()
+        due: list[ResolvedProfile] = []
+        for profile in profiles:
+            if profile.auth_kind not in OAUTH2_KINDS:
+                continue
+            cached = await self._read_token(await self.cache_key(profile))
+            if cached is not None and now < cached.refresh_point(self.refresh_at_fraction):
+                continue
+            if await self._failed_recently(profile.id):
+                continue
+            due.append(profile)
+        return due
+
+    async def _renew_due(self, profile: ResolvedProfile) -> int | None:
+        """The profile's id if this call fetched its token; None if another
+        process did or the refresh failed (recorded as FAILED already)."""
+        try:
+            _, fetched = await self._renew(profile, force=False, rejected_token=None, stale_ok=True)
+        except TokenRefreshFailed:
+            return None
+        return profile.id if fetched else None
+
+    async def _renew_in_background(self, profile: ResolvedProfile) -> int | None:
+        """`_renew_due` for a task nobody awaits: anything else that goes
+        wrong (Redis down) is logged, not left for the event loop to report."""
+        try:
+            return await self._renew_due(profile)
+        except Exception as error:
+            log.warning("oauth2_renewal_failed", profile_id=profile.id, error=type(error).__name__)
+            return None
+
+    def _forget_renewal(self, profile_id: int) -> Callable[[asyncio.Task[int | None]], None]:
+        def done(task: asyncio.Task[int | None]) -> None:
+            if self._renewals.get(profile_id) is task:
+                del self._renewals[profile_id]
+
+        return done
+
     # ----- one refresh at a time -----
+
+    def _lock_ttl_s(self, profile: ResolvedProfile) -> float:
+        """Long enough for the slowest regular fetch: every attempt timing
+        out plus the waits between them. The fetch is cut LOCK_MARGIN_S
+        before (a server may drip its answer past httpx's per-operation
+        timeouts), so a second process never refreshes at the same time and
+        spends a rotating refresh token twice."""
+        slowest_s = TOKEN_ATTEMPTS * (profile.timeout_s + TOKEN_MAX_RETRY_AFTER_S)
+        return max(self.lock_ttl_s, slowest_s + LOCK_MARGIN_S)
 
     async def _renew(
         self,
@@ -411,7 +587,8 @@ class TokenManager:
         """(token, whether this call fetched it)."""
         fraction = self.refresh_at_fraction
         started = time.time()
-        seen = await self._read_token(profile.id)
+        key = await self.cache_key(profile)
+        seen = await self._read_token(key)
         stale = rejected_token
         if force and stale is None and seen is not None:
             stale = seen.access_token
@@ -426,93 +603,151 @@ class TokenManager:
                 )
             return time.time() < candidate.refresh_point(fraction)
 
+        # Not after a 401: the old token may serve while it is usable.
+        keep_old = stale_ok and not force
+        old_usable = seen is not None and time.time() < seen.usable_until(fraction)
         if seen is not None and good(seen):
             return seen.access_token, False
+        if seen is not None and keep_old and old_usable and await self._failed_recently(profile.id):
+            return seen.access_token, False  # the refresher asks again later
         lock_key = LOCK_KEY_PREFIX + str(profile.id)
         owner = secrets.token_hex(16)
-        deadline = time.monotonic() + self.wait_timeout_s
+        lock_ttl_s = self._lock_ttl_s(profile)
+        # Waiting less than the lock may last would fail callers while the
+        # refresh they wait for is still allowed to succeed.
+        deadline = time.monotonic() + max(self.wait_timeout_s, lock_ttl_s)
         while True:
-            # The lock must outlive the slowest fetch (every attempt timing
-            # out, plus the waits between them), or a second process would
-            # refresh at the same time and spend a rotating refresh token twice.
-            lock_ttl_s = max(
-                self.lock_ttl_s, TOKEN_ATTEMPTS * (profile.timeout_s + TOKEN_MAX_RETRY_AFTER_S + 5)
-            )
             if await self._redis.set(lock_key, owner, nx=True, px=int(lock_ttl_s * 1000)):
+                cutoff = asyncio.get_running_loop().time() + lock_ttl_s - LOCK_MARGIN_S
                 try:
-                    current = await self._read_token(profile.id)
-                    if current is not None and good(current):
-                        return current.access_token, False
-                    return await self._fetch(profile), True
+                    return await self._renew_locked(profile, key, good, keep_old, cutoff)
                 finally:
                     await self._redis.eval(_RELEASE_SCRIPT, 1, lock_key, owner)
             # Someone else is renewing it.
-            if (
-                stale_ok
-                and not force
-                and seen is not None
-                and time.time() < seen.usable_until(fraction)
-            ):
+            if seen is not None and keep_old and time.time() < seen.usable_until(fraction):
                 return seen.access_token, False
-            while True:
-                await asyncio.sleep(POLL_INTERVAL_S)
-                current = await self._read_token(profile.id)
-                if current is not None and good(current):
-                    return current.access_token, False
-                failure = await self._read_failure(profile.id)
-                if failure is not None and failure.get("at", 0) >= started:
-                    raise _failed(
-                        str(failure.get("reason", "token refresh failed")),
-                        profile=profile,
-                        status_code=failure.get("status_code"),
-                    )
-                if time.monotonic() >= deadline:
-                    raise _failed(
-                        f"no new token after waiting {self.wait_timeout_s:g} s for another "
-                        "process to refresh it",
-                        profile=profile,
-                    )
-                if not await self._redis.exists(lock_key):
-                    break  # the other renewal ended without a fresh token: try ourselves
+            token = await self._wait_for_renewal(
+                profile, key, good, lock_key=lock_key, started=started, deadline=deadline
+            )
+            if token is not None:
+                return token, False
+            # The other renewal ended without a fresh token: try ourselves.
 
-    async def _fetch(self, profile: ResolvedProfile) -> str:
-        """Ask the token endpoint (the caller holds the lock), cache the
-        token, keep a rotated refresh token, record the state."""
-        await self._record(profile.id, TokenStatus.REFRESHING, None, None)
-        refresh_token: str | None = None
+    async def _renew_locked(
+        self,
+        profile: ResolvedProfile,
+        key: str,
+        good: Callable[[_CachedToken | None], bool],
+        keep_old: bool,
+        cutoff: float,
+    ) -> tuple[str, bool]:
+        """Under the lock: fetch unless a good token arrived meanwhile. With
+        `keep_old`, a failed renewal of a still-usable token is recorded
+        (FAILED, for people to see) but the token is returned: the API call
+        needing it must not fail while it is valid."""
+        current = await self._read_token(key)
+        if good(current):
+            assert current is not None
+            return current.access_token, False
+        try:
+            return await self._fetch(profile, key, cutoff=cutoff), True
+        except TokenRefreshFailed:
+            usable = current is not None and time.time() < current.usable_until(
+                self.refresh_at_fraction
+            )
+            if not (keep_old and usable):
+                raise
+            assert current is not None
+            log.info("oauth2_token_kept_after_failed_refresh", profile_id=profile.id)
+            return current.access_token, False
+
+    async def _wait_for_renewal(
+        self,
+        profile: ResolvedProfile,
+        key: str,
+        good: Callable[[_CachedToken | None], bool],
+        *,
+        lock_key: str,
+        started: float,
+        deadline: float,
+    ) -> str | None:
+        """The token another caller is fetching; its failure raised as
+        ours; None when its lock went without a good token."""
+        while True:
+            await asyncio.sleep(POLL_INTERVAL_S)
+            current = await self._read_token(key)
+            if current is not None and good(current):
+                return current.access_token
+            failure = await self._read_failure(profile.id)
+            if failure is not None and failure.get("at", 0) >= started:
+                raise _failed(
+                    str(failure.get("reason", "token refresh failed")),
+                    profile=profile,
+                    status_code=failure.get("status_code"),
+                )
+            if time.monotonic() >= deadline:
+                raise _failed(
+                    "no new token after waiting "
+                    f"{max(self.wait_timeout_s, self._lock_ttl_s(profile)):g} s for another "
+                    "process to refresh it",
+                    profile=profile,
+                )
+            if not await self._redis.exists(lock_key):
+                return None
+
+    async def _fetch(self, profile: ResolvedProfile, key: str, *, cutoff: float) -> str:
+        """Ask the token endpoint (the caller holds the lock), keep a rotated
+        refresh token, cache the token, record the state."""
         obtained_at = time.time()
         try:
-            if profile.auth_kind == AuthKind.OAUTH2_REFRESH_TOKEN:
-                refresh_token = await self._current_refresh_token(profile)
-            grant = await self._request_grant(profile, refresh_token)
+            sent, response = await self._exchange(profile, cutoff=cutoff)
+            if sent is not None:
+                profile = _with_refresh_token(profile, sent)  # errors mask the one sent
+                await self._keep_rotated(profile, sent, response)
+            grant = _parse_grant(response, profile)
         except TokenRefreshFailed as error:
             reason = str(error.details.get("reason") or error.message)
             log.warning("oauth2_refresh_failed", profile_id=profile.id, reason=reason)
             await self._record(profile.id, TokenStatus.FAILED, None, reason)
             await self._write_failure(profile.id, reason, error.details.get("status_code"))
             raise
-        if (
-            refresh_token is not None
-            and grant.refresh_token is not None
-            and grant.refresh_token != refresh_token
-        ):
-            await self._rotate(profile, old=refresh_token, new=grant.refresh_token)
         token = _CachedToken(
             access_token=grant.access_token,
             obtained_at=obtained_at,
             expires_at=obtained_at + grant.expires_in,
         )
-        await self._write_token(profile.id, token)
+        await self._write_token(key, token)
         await self._record(profile.id, TokenStatus.VALID, _utc(token.expires_at), None)
         log.info("oauth2_token_refreshed", profile_id=profile.id, expires_in_s=grant.expires_in)
         return token.access_token
 
-    async def _request_grant(self, profile: ResolvedProfile, refresh_token: str | None) -> _Grant:
-        if refresh_token and refresh_token != profile.auth.get("refresh_token"):
-            # The token sent is a rotated one: errors must mask that one.
-            profile = dataclasses.replace(
-                profile, auth={**profile.auth, "refresh_token": refresh_token}
-            )
+    async def _exchange(
+        self, profile: ResolvedProfile, *, cutoff: float
+    ) -> tuple[str | None, httpx.Response]:
+        """(refresh token sent, the endpoint's answer), all of it done by
+        `cutoff` (event-loop time): httpx's timeouts bound each operation,
+        not the whole, so a server that drips its answer would otherwise
+        outlive the lock."""
+        budget_s = cutoff - asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout_at(cutoff):
+                await self._record(profile.id, TokenStatus.REFRESHING, None, None)
+                sent: str | None = None
+                if profile.auth_kind == AuthKind.OAUTH2_REFRESH_TOKEN:
+                    sent = await self._current_refresh_token(profile)
+                return sent, await self._request_token(_with_refresh_token(profile, sent), sent)
+        except TimeoutError:
+            where = loggable_url(str(profile.auth.get("token_url") or ""))
+            raise _failed(
+                f"token endpoint {where} gave no complete answer within {budget_s:.0f} s",
+                profile=profile,
+            ) from None
+
+    async def _request_token(
+        self, profile: ResolvedProfile, refresh_token: str | None
+    ) -> httpx.Response:
+        """POST the grant (with retries for transient failures); the answer
+        as it is, parsed by the caller."""
         auth = profile.auth
         token_url = auth.get("token_url")
         if not token_url:
@@ -571,35 +806,53 @@ class TokenManager:
                 f"token endpoint {where} could not be reached ({type(error).__name__})",
                 profile=profile,
             ) from error
-        return _parse_grant(response, profile)
+        return response
 
     # ----- refresh tokens -----
 
-    async def _current_refresh_token(self, profile: ResolvedProfile) -> str | None:
+    @staticmethod
+    def _choose_refresh_token(
+        profile: ResolvedProfile, saved: _SavedRefreshToken | None
+    ) -> tuple[str | None, str]:
+        """(the refresh token to send, the digest naming its line). The
+        newest rotated one while the profile's is of its line; the profile's
+        when a user entered a new one."""
         configured = profile.auth.get("refresh_token") or None
-        saved = await self._read_refresh(profile.id)
-        if saved is None:
-            return configured
-        if (
-            configured is None
-            or configured == saved.refresh_token
-            or _digest(configured) in saved.superseded
-        ):
-            return saved.refresh_token
-        return configured  # not one we replaced: a new token from the user
+        if saved is not None and (configured is None or saved.continues(configured)):
+            return saved.refresh_token, saved.origin
+        return configured, _digest(configured) if configured else ""
+
+    async def _current_refresh_token(self, profile: ResolvedProfile) -> str | None:
+        token, _ = self._choose_refresh_token(profile, await self._read_refresh(profile.id))
+        return token
+
+    async def _keep_rotated(
+        self, profile: ResolvedProfile, sent: str, response: httpx.Response
+    ) -> None:
+        """Keep a new refresh token before the rest of the answer is judged:
+        the server may have revoked the one sent, so losing the new one
+        (because expires_in is missing, say) would lose the grant."""
+        new = _returned_refresh_token(response)
+        if new is not None and new != sent:
+            await self._rotate(profile, old=sent, new=new)
 
     async def _rotate(self, profile: ResolvedProfile, *, old: str, new: str) -> None:
         saved = await self._read_refresh(profile.id)
+        origin = saved.origin if saved is not None and saved.continues(old) else _digest(old)
         superseded = list(saved.superseded if saved else ())
         if saved is not None and saved.refresh_token != old:
             superseded.append(_digest(saved.refresh_token))
         superseded.append(_digest(old))
-        body = json.dumps({"refresh_token": new, "superseded": superseded[-MAX_SUPERSEDED:]})
+        superseded = superseded[-MAX_SUPERSEDED:]
+        body = json.dumps({"refresh_token": new, "superseded": superseded, "origin": origin})
         await self._redis.set(
             REFRESH_KEY_PREFIX + str(profile.id), fernet_for(FERNET_PURPOSE).encrypt(body.encode())
         )
         try:
-            await self._store.store_refresh_token(profile.id, new)
+            # Only over a token we replaced: not over one a user pasted meanwhile.
+            await self._store.store_refresh_token(
+                profile.id, new, replaces_sha256=frozenset(superseded)
+            )
         except Exception as error:  # Redis holds it; the next rotation tries again.
             log.error(
                 "oauth2_refresh_token_not_stored", profile_id=profile.id, error=type(error).__name__
@@ -618,8 +871,7 @@ class TokenManager:
             return None
         return value if isinstance(value, dict) else None
 
-    async def _read_token(self, profile_id: int) -> _CachedToken | None:
-        key = TOKEN_KEY_PREFIX + str(profile_id)
+    async def _read_token(self, key: str) -> _CachedToken | None:
         value = self._decrypt(await self._redis.get(key), key)
         if value is None:
             return None
@@ -632,7 +884,7 @@ class TokenManager:
         except (KeyError, TypeError, ValueError):
             return None
 
-    async def _write_token(self, profile_id: int, token: _CachedToken) -> None:
+    async def _write_token(self, key: str, token: _CachedToken) -> None:
         body = json.dumps(
             {
                 "access_token": token.access_token,
@@ -641,20 +893,19 @@ class TokenManager:
             }
         )
         ttl_ms = max(1, int((token.expires_at - time.time()) * 1000))
-        await self._redis.set(
-            TOKEN_KEY_PREFIX + str(profile_id),
-            fernet_for(FERNET_PURPOSE).encrypt(body.encode()),
-            px=ttl_ms,
-        )
+        await self._redis.set(key, fernet_for(FERNET_PURPOSE).encrypt(body.encode()), px=ttl_ms)
 
     async def _read_refresh(self, profile_id: int) -> _SavedRefreshToken | None:
         key = REFRESH_KEY_PREFIX + str(profile_id)
         value = self._decrypt(await self._redis.get(key), key)
         if value is None or not isinstance(value.get("refresh_token"), str):
             return None
+        origin = value.get("origin")
         return _SavedRefreshToken(
             refresh_token=value["refresh_token"],
             superseded=tuple(str(item) for item in value.get("superseded") or ()),
+            # Saved before lines were named: the latest token names it.
+            origin=origin if isinstance(origin, str) else _digest(value["refresh_token"]),
         )
 
     async def _read_failure(self, profile_id: int) -> dict[str, Any] | None:
@@ -666,6 +917,11 @@ class TokenManager:
         except ValueError:
             return None
         return value if isinstance(value, dict) else None
+
+    async def _failed_recently(self, profile_id: int) -> bool:
+        """A refresh failed less than FAILED_RETRY_AFTER_S ago."""
+        failure = await self._read_failure(profile_id)
+        return failure is not None and time.time() - failure.get("at", 0) < FAILED_RETRY_AFTER_S
 
     async def _write_failure(self, profile_id: int, reason: str, status_code: Any) -> None:
         body = json.dumps({"reason": reason, "status_code": status_code, "at": time.time()})

@@ -48,6 +48,7 @@ from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_ran
 
 from app.errors import OutboundError
 from app.models.profiles import ALL_SECRET_FIELDS, OAUTH2_KINDS, AuthKind, ResolvedProfile
+from app.redaction import basic_credential, scrub_secrets
 
 if TYPE_CHECKING:
     from app.services.oauth2 import TokenManager
@@ -407,36 +408,39 @@ async def test_connection(
     latency_ms = elapsed_ms()
     status = response.status_code
     ok = 200 <= status < 400
-    try:
-        excerpt = response.text[:EXCERPT_CHARS]
-    except (UnicodeDecodeError, LookupError):
-        excerpt = response.content[:EXCERPT_CHARS].decode("utf-8", errors="replace")
-    excerpt = _mask_credentials(excerpt, profile, response.request)
     return {
         "ok": ok,
         "status_code": status,
         "latency_ms": latency_ms,
-        "excerpt": excerpt,
+        "excerpt": _excerpt(response, profile),
         "error": None if ok else f"The API answered {status} {response.reason_phrase}".rstrip(),
     }
 
 
-def _mask_credentials(text: str, profile: ResolvedProfile, request: httpx.Request) -> str:
-    """An API that echoes the request must not show its credentials to
-    whoever runs the test: every secret of the profile and the credentials
-    actually sent (the Authorization header, an OAuth2 access token) go."""
-    secrets_sent = [
-        value for field in ALL_SECRET_FIELDS
-        if isinstance(value := profile.auth.get(field), str) and len(value) >= 4
-    ]
+def _excerpt(response: httpx.Response, profile: ResolvedProfile) -> str:
+    """The start of the body with credentials masked. The WHOLE body is
+    masked before the cut: a secret crossing the cut would otherwise keep
+    its prefix."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = response.content.decode("utf-8", errors="replace")
+    return scrub_secrets(text, _credentials_sent(profile, response.request), limit=EXCERPT_CHARS)
+
+
+def _credentials_sent(profile: ResolvedProfile, request: httpx.Request) -> list[str]:
+    """What an API that echoes the request must not show back to whoever
+    runs the test: every secret of the profile, the Basic credential built
+    from it, and the credentials actually sent (the Authorization header,
+    an OAuth2 access token). `scrub_secrets` adds their encoded forms (an
+    echoed ?api_key= comes back URL-encoded)."""
+    auth = profile.auth
+    sent = [value for field in ALL_SECRET_FIELDS if isinstance(value := auth.get(field), str)]
+    if profile.auth_kind == AuthKind.BASIC:
+        sent.append(basic_credential(auth.get("username") or "", auth.get("password") or ""))
     authorization = request.headers.get("authorization", "")
-    scheme, _, credential = authorization.partition(" ")
-    secrets_sent += [v for v in (authorization, credential) if len(v) >= 4]
-    if scheme.lower() == "basic" and credential:
-        secrets_sent.append(credential)
-    for secret in sorted(secrets_sent, key=len, reverse=True):
-        text = text.replace(secret, "[redacted]")
-    return text
+    sent += [authorization, authorization.partition(" ")[2]]
+    return sent
 
 
 # Not a pytest test, whatever its name says.

@@ -4,8 +4,10 @@ whose details name every field that is wrong ({"fields": {"name": ...,
 together.
 
 `validate_profile` also sorts the secrets of the input: new values to store,
-and fields whose stored value is kept (absent, None, empty, or sent back as
-its masked hint).
+fields whose stored value is kept (absent, empty, or sent back as its masked
+hint), and optional fields whose stored value is cleared (sent as None).
+A required secret sent as None is kept, as it always was: it cannot be
+cleared, only replaced.
 """
 
 from __future__ import annotations
@@ -70,6 +72,11 @@ REQUIRED_SECRETS: dict[AuthKind, tuple[str, ...]] = {
     AuthKind.OAUTH2_CLIENT_CREDENTIALS: ("client_secret",),
     AuthKind.OAUTH2_REFRESH_TOKEN: ("refresh_token",),
 }
+# The secrets a kind works without, which may be cleared once stored.
+OPTIONAL_SECRETS: dict[AuthKind, tuple[str, ...]] = {
+    kind: tuple(name for name in names if name not in REQUIRED_SECRETS.get(kind, ()))
+    for kind, names in SECRET_FIELDS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,8 @@ class CleanProfile:
 
     `auth_config` has every plain field of the kind (None when not set);
     `new_secrets` the secret fields given a new value; `kept_secrets` the
-    secret fields whose stored value stays."""
+    secret fields whose stored value stays; `cleared_secrets` the optional
+    secret fields whose stored value goes."""
 
     name: str
     description: str
@@ -91,6 +99,7 @@ class CleanProfile:
     auth_config: dict[str, Any]
     new_secrets: dict[str, str] = field(repr=False)
     kept_secrets: frozenset[str]
+    cleared_secrets: frozenset[str] = frozenset()
 
 
 class _Problems:
@@ -357,21 +366,35 @@ def _plain_fields(kind: AuthKind, auth: Mapping[str, Any], problems: _Problems) 
     return config
 
 
+def clear_problem(kind: AuthKind, name: str) -> str | None:
+    """Why the secret `name` of `kind` cannot be cleared, or None."""
+    if name in REQUIRED_SECRETS.get(kind, ()):
+        return f"Required for {kind.value}: it cannot be cleared, only replaced"
+    if name not in SECRET_FIELDS[kind]:
+        return f"Not used by {kind.value}"
+    return None
+
+
 def _secret_fields(
     kind: AuthKind,
     auth: Mapping[str, Any],
     config: Mapping[str, Any],
     current_hints: Mapping[str, str],
     problems: _Problems,
-) -> tuple[dict[str, str], frozenset[str]]:
-    """(new values, kept fields) of the kind's secrets."""
+) -> tuple[dict[str, str], frozenset[str], frozenset[str]]:
+    """(new values, kept fields, cleared fields) of the kind's secrets."""
     new: dict[str, str] = {}
     kept: set[str] = set()
+    cleared: set[str] = set()
     for name in SECRET_FIELDS[kind]:
         key = f"auth.{name}"
         value = auth.get(name)
         if isinstance(value, str):
             value = value.strip()
+        if value is None and name in auth and clear_problem(kind, name) is None:
+            if name in current_hints:  # sent as None: an optional secret goes
+                cleared.add(name)
+            continue
         if _is_blank(value) or (name in current_hints and value == current_hints[name]):
             if name in current_hints:
                 kept.add(name)
@@ -392,7 +415,7 @@ def _secret_fields(
             problems.add(key, problem)  # sent as a header value
         else:
             new[name] = value
-    return new, frozenset(kept)
+    return new, frozenset(kept), frozenset(cleared)
 
 
 # ----- the whole profile -----
@@ -407,7 +430,9 @@ def validate_profile(
     """`data` checked and normalised, or ValidationFailed naming every wrong
     field. On update, pass the stored kind and secret hints: when the kind
     stays, a secret left out (or sent back as its hint) keeps its stored
-    value; when the kind changes, the old secrets are dropped."""
+    value, and an optional secret sent as None is cleared (a required one
+    sent as None is kept); when the kind changes, the old secrets are
+    dropped."""
     problems = _Problems()
 
     name = data.name.strip()
@@ -429,6 +454,7 @@ def validate_profile(
     config: dict[str, Any] = {}
     new_secrets: dict[str, str] = {}
     kept: frozenset[str] = frozenset()
+    cleared: frozenset[str] = frozenset()
     if kind is None:
         kinds = ", ".join(k.value for k in AuthKind)
         problems.add("auth.kind", f"Choose one of: {kinds}")
@@ -439,7 +465,7 @@ def validate_profile(
                 problems.add(f"auth.{extra}", f"Not used by {kind.value}")
         config = _plain_fields(kind, auth, problems)
         hints = (current_hints or {}) if kind == current_kind else {}
-        new_secrets, kept = _secret_fields(kind, auth, config, hints, problems)
+        new_secrets, kept, cleared = _secret_fields(kind, auth, config, hints, problems)
 
     problems.raise_if_any()
     assert kind is not None
@@ -455,4 +481,5 @@ def validate_profile(
         auth_config=config,
         new_secrets=new_secrets,
         kept_secrets=kept,
+        cleared_secrets=cleared,
     )

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -344,8 +345,9 @@ def update_profile(
     actor: Principal | None,
     ip: str | None = None,
 ) -> ProfilePublic:
-    """Replace the profile's fields with `data`. A secret left out, None,
-    empty or sent back as its hint keeps its stored value; a new value
+    """Replace the profile's fields with `data`. A secret left out, empty
+    or sent back as its hint keeps its stored value (so does a required one
+    sent as None); an optional one sent as None is cleared; a new value
     replaces it; a new auth kind drops the old secrets. A changed OAuth2
     configuration or secret resets the token state (no token yet).
     The audit event lists the changed field names, never values."""
@@ -389,7 +391,8 @@ def update_profile(
             )
         final = {name: stored[name] for name in clean.kept_secrets} | clean.new_secrets
         secrets_changed = sorted(
-            f"auth.{name}" for name, value in clean.new_secrets.items() if stored.get(name) != value
+            {f"auth.{name}" for name, value in clean.new_secrets.items() if stored.get(name) != value}
+            | {f"auth.{name}" for name in clean.cleared_secrets}
         )
 
     if kind_changed:
@@ -556,10 +559,20 @@ def record_token_state(
     return to_public(profile)
 
 
-def store_rotated_refresh_token(*, session: Session, profile_id: int, refresh_token: str) -> None:
+def store_rotated_refresh_token(
+    *,
+    session: Session,
+    profile_id: int,
+    refresh_token: str,
+    replaces_sha256: Collection[str] | None = None,
+) -> bool:
     """Keep the new refresh token the authorization server handed out (the
     old one may stop working). Ignored for a profile no longer of the
-    refresh-token kind."""
+    refresh-token kind. With `replaces_sha256` (SHA-256 hex digests of the
+    tokens this one replaces, the one sent among them) a compare-and-set:
+    kept only while the stored token is one of them, because a refresh in
+    flight must not overwrite a token a user pasted meanwhile. Returns
+    whether it was kept."""
     if not isinstance(refresh_token, str) or not refresh_token.strip():
         raise ValidationFailed(
             "The new refresh token is empty",
@@ -568,8 +581,14 @@ def store_rotated_refresh_token(*, session: Session, profile_id: int, refresh_to
     profile = _get(session, profile_id, for_update=True)
     if AuthKind(profile.auth_kind) != AuthKind.OAUTH2_REFRESH_TOKEN:
         log.info("rotated_refresh_token_ignored", profile_id=profile_id)
-        return
-    values = _secrets_of(profile) | {"refresh_token": refresh_token.strip()}
+        return False
+    stored = _secrets_of(profile)
+    if replaces_sha256 is not None:
+        current = stored.get("refresh_token")
+        if current is None or hashlib.sha256(current.encode()).hexdigest() not in replaces_sha256:
+            log.info("rotated_refresh_token_not_kept", profile_id=profile_id, why="replaced")
+            return False
+    values = stored | {"refresh_token": refresh_token.strip()}
     profile.secrets_ciphertext, profile.secret_hints = _seal(values)
     session.add(profile)
     session.flush()
@@ -581,6 +600,7 @@ def store_rotated_refresh_token(*, session: Session, profile_id: int, refresh_to
         details={"name": profile.name, "changed": ["auth.refresh_token"]},
     )
     log.info("refresh_token_rotated", profile_id=profile_id)
+    return True
 
 
 class DbTokenStateStore:
@@ -599,8 +619,17 @@ class DbTokenStateStore:
     ) -> ProfilePublic:
         return await asyncio.to_thread(self._record, profile_id, status, expires_at, error)
 
-    async def store_refresh_token(self, profile_id: int, refresh_token: str) -> None:
-        await asyncio.to_thread(self._store_refresh_token, profile_id, refresh_token)
+    async def store_refresh_token(
+        self,
+        profile_id: int,
+        refresh_token: str,
+        *,
+        replaces_sha256: Collection[str] | None = None,
+    ) -> None:
+        """See `store_rotated_refresh_token` (a compare-and-set with `replaces_sha256`)."""
+        await asyncio.to_thread(
+            self._store_refresh_token, profile_id, refresh_token, replaces_sha256
+        )
 
     def _record(
         self,
@@ -618,10 +647,15 @@ class DbTokenStateStore:
                 error=error,
             )
 
-    def _store_refresh_token(self, profile_id: int, refresh_token: str) -> None:
+    def _store_refresh_token(
+        self, profile_id: int, refresh_token: str, replaces_sha256: Collection[str] | None
+    ) -> None:
         with session_scope(self._engine) as session:
             store_rotated_refresh_token(
-                session=session, profile_id=profile_id, refresh_token=refresh_token
+                session=session,
+                profile_id=profile_id,
+                refresh_token=refresh_token,
+                replaces_sha256=replaces_sha256,
             )
 
 

@@ -3,6 +3,7 @@ database is published on `profile:<id>` right after."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from app.models.profiles import ProfilePublic, TokenStatus
@@ -48,5 +49,12 @@ class LiveTokenStateStore:
         await publish_quietly(self._redis, profile_event(profile, "token_state"))
         return profile
 
-    async def store_refresh_token(self, profile_id: int, refresh_token: str) -> None:
-        await self._db.store_refresh_token(profile_id, refresh_token)
+    async def store_refresh_token(
+        self, profile_id: int, refresh_token: str, *, replaces_sha256: Collection[str]
+    ) -> None:
+        """Compare-and-set in the database: kept only over a token of the
+        same line (`replaces_sha256`), never over one a user pasted while
+        the refresh was in flight."""
+        await self._db.store_refresh_token(
+            profile_id, refresh_token, replaces_sha256=replaces_sha256
+        )

@@ -1,7 +1,8 @@
 """Profiles as a new user meets them: an OAuth2 profile against a real token
 server keeps a valid token by itself, its state changes live on the page,
 "Test connection" reaches the API, and the secret never reaches the
-browser, the database file or the logs."""
+browser, the database file or the logs; a double-clicked Clone makes one
+copy."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def test_oauth2_profile_keeps_a_valid_token_live_and_its_secret_private(
     # The worker fetches a token by itself; the badge changes without a reload.
     badge = page.locator(".token-status").first
     expect(badge).to_have_text("token valid", timeout=20_000)
+    # Relative to now, not a timestamp.
+    expect(page.locator(".token-detail").first).to_have_text("expires in under a minute")
     first_requests = oauth.token_requests
     time.sleep(2.5 * TOKEN_LIFETIME_S)
     assert oauth.token_requests >= first_requests + 2, "tokens must be refreshed before expiry"
@@ -97,3 +100,25 @@ def test_bad_profile_input_shows_field_errors_and_saves_nothing(
     expect(dialog).to_be_hidden()
     page.get_by_label("Search profiles").fill("Broken")
     expect(page.get_by_text("No profile matches the search.")).to_be_visible()
+
+
+def test_a_double_clicked_clone_makes_one_copy(admin_page: Page, base_url: str) -> None:
+    page = admin_page
+    page.goto(f"{base_url}/profiles")
+    page.get_by_role("button", name="New profile").click()
+    dialog = page.get_by_role("dialog", name="New profile")
+    dialog.get_by_label("Name", exact=True).fill("Twice Clicked")
+    dialog.get_by_label("Base URL").fill("https://api.example.com")
+    dialog.get_by_role("button", name="Create profile").click()
+    expect(page).to_have_url(re.compile(r"/profiles/\d+/?$"))
+    original = page.url
+    expect(page.get_by_role("heading", name="Twice Clicked", exact=True)).to_be_visible()
+
+    page.get_by_role("button", name="Clone").dblclick()
+    expect(page).not_to_have_url(original, timeout=20_000)
+    expect(page.get_by_role("heading", name="Twice Clicked (copy)")).to_be_visible()
+
+    page.goto(f"{base_url}/profiles")
+    page.get_by_label("Search profiles").fill("Twice Clicked")
+    expect(page.locator(".profile-card")).to_have_count(2)
+    expect(page.get_by_text("Twice Clicked (copy 2)")).to_have_count(0)

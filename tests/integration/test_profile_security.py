@@ -84,3 +84,25 @@ async def test_a_test_connection_masks_credentials_the_api_echoes(
     assert result["ok"] is True
     assert api.seen("/echo")[0].query["api_key"] == [KEY]  # it was sent...
     assert KEY not in result["excerpt"] and "[redacted]" in result["excerpt"]  # ...not shown
+
+
+async def test_a_test_connection_masks_the_whole_echo_before_cutting_it(
+    taskdeck: Path, api: OAuthServer
+) -> None:
+    """The echo JSON-escapes the key (a quote comes back as \\") and puts it
+    across the excerpt's 300th character: neither form nor prefix shows."""
+    key = 'k3y"Do-Not-Show-4411'
+    profile_id = _create(api.url, {"kind": "api_key", "param": "api_key", "value": key})
+    with session_scope() as session:
+        profile = profile_store.resolve_profile(session=session, profile_id=profile_id)
+    # {"method": "GET", "path": "<path>", "query": {"api_key": ["<key>"]}}: start it at 294.
+    before_path, after_path = len('{"method": "GET", "path": "'), len('", "query": {"api_key": ["')
+    path = "/echo" + "-" * (294 - before_path - after_path - len("/echo"))
+
+    result = await test_connection(profile, tokens=None, path=path)
+    await close_http_client()
+
+    assert api.seen(path)[0].query["api_key"] == [key]
+    excerpt = result["excerpt"]
+    assert len(excerpt) == 300 and excerpt.endswith('["[redac')
+    assert "k3y" not in excerpt

@@ -12,11 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from app.api.main import create_api
 from app.db import session_scope
-from app.services import api_tokens
+from app.services import api_tokens, audit
+from app.services import profiles as profile_store
 from app.services import users as user_store
+from app.services.events import CHANNEL_PREFIX, Event, decode
 from jobs.worker import create_worker
 from tests.integration.oauth_server import OAuthServer
 
@@ -223,3 +226,117 @@ async def test_users_list_pages_by_email(taskdeck: Path) -> None:
             params = {"limit": 2, "cursor": page["next_cursor"]}
         assert emails == sorted(emails) and len(emails) == 5
         assert "admin@example.com" in emails
+
+
+async def _events_until(
+    pubsub: Any, count: int, timeout_s: float = 10.0
+) -> list[Event]:
+    events: list[Event] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while len(events) < count and loop.time() < deadline:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.2)
+        if message and message["type"] == "pmessage":
+            events.append(decode(message["data"]))
+    return events
+
+
+async def test_api_changes_reach_open_views_as_profile_events(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer, redis_url: str
+) -> None:
+    """What the UI's own handlers announce, the API announces too: a view
+    watching `profile:*` follows a change made with a token."""
+    operator = clients["operator"]
+    async with aioredis.Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.psubscribe(CHANNEL_PREFIX + "profile:*")
+
+        created = (await operator.post("/profiles", json=_oauth_profile(oauth))).json()
+        update = {**_oauth_profile(oauth), "description": "live", "auth": created["auth"]}
+        assert (await operator.put(f"/profiles/{created['id']}", json=update)).status_code == 200
+        copy = (await operator.post(f"/profiles/{created['id']}/clone", json={})).json()
+        assert (await operator.delete(f"/profiles/{created['id']}")).status_code == 204
+
+        events = await _events_until(pubsub, 4)
+
+    seen = [(event.topic, event.type) for event in events if event.type != "token_state"]
+    assert seen == [
+        (f"profile:{created['id']}", "created"),
+        (f"profile:{created['id']}", "updated"),
+        (f"profile:{copy['id']}", "created"),
+        (f"profile:{created['id']}", "deleted"),
+    ]
+    updated = next(event for event in events if event.type == "updated")
+    assert updated.data["profile"]["description"] == "live"
+    assert all(SECRET not in json.dumps(event.data) for event in events)
+
+
+async def test_api_changes_are_audited_with_the_client_address(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer
+) -> None:
+    operator = clients["operator"]
+    created = (await operator.post("/profiles", json=_oauth_profile(oauth))).json()
+    await operator.post(f"/profiles/{created['id']}/clone", json={})
+    await operator.delete(f"/profiles/{created['id']}")
+
+    with session_scope() as session:
+        events = audit.list_events(session=session, object_type="profile")
+    actions = {event.action: event.ip for event in events}
+    assert set(actions) >= {
+        profile_store.PROFILE_CREATE, profile_store.PROFILE_CLONE, profile_store.PROFILE_DELETE
+    }
+    assert set(actions.values()) == {"127.0.0.1"}  # httpx's ASGI transport's client
+
+
+def _refresh_token_profile(server: OAuthServer) -> dict[str, Any]:
+    return {
+        "name": "Public client",
+        "base_url": server.url,
+        "auth": {
+            "kind": "oauth2_refresh_token",
+            "token_url": server.token_url,
+            "client_id": server.client_id,
+            "client_secret": SECRET,
+            "refresh_token": "rt-Refresh-Token-4242",
+        },
+    }
+
+
+def _stored_auth(profile_id: int) -> dict[str, Any]:
+    with session_scope() as session:
+        return profile_store.resolve_profile(session=session, profile_id=profile_id).auth
+
+
+async def test_null_keeps_a_required_secret_and_masked_or_omitted_keep_any(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer
+) -> None:
+    operator = clients["operator"]
+    profile = (await operator.post("/profiles", json=_refresh_token_profile(oauth))).json()
+    url = f"/profiles/{profile['id']}"
+    body = _refresh_token_profile(oauth)
+
+    masked = {**body, "auth": profile["auth"]}  # what GET gave, sent back
+    omitted = {**body, "auth": {k: v for k, v in body["auth"].items()
+                                if k not in ("client_secret", "refresh_token")}}
+    null_required = {**body, "auth": {**profile["auth"], "refresh_token": None}}
+    for sent in (masked, omitted, null_required):
+        answer = await operator.put(url, json=sent)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["auth"]["client_secret"] == profile["auth"]["client_secret"]
+        assert answer.json()["auth"]["refresh_token"] == profile["auth"]["refresh_token"]
+    assert _stored_auth(profile["id"])["client_secret"] == SECRET
+
+
+async def test_null_clears_an_optional_secret(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer
+) -> None:
+    operator = clients["operator"]
+    profile = (await operator.post("/profiles", json=_refresh_token_profile(oauth))).json()
+
+    cleared = {**_refresh_token_profile(oauth), "auth": {**profile["auth"], "client_secret": None}}
+    answer = await operator.put(f"/profiles/{profile['id']}", json=cleared)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["auth"]["client_secret"] is None
+    assert answer.json()["auth"]["refresh_token"] == profile["auth"]["refresh_token"]
+    assert _stored_auth(profile["id"])["client_secret"] is None
+    assert _stored_auth(profile["id"])["refresh_token"] == "rt-Refresh-Token-4242"

@@ -8,8 +8,10 @@ tested against real servers in tests/integration/test_outbound_retries.py."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -247,3 +249,60 @@ def test_retry_after_seconds_and_http_dates_are_capped() -> None:
     assert outbound.retry_after_s(response("Wed, 21 Oct 2015 07:28:00 GMT"), cap_s=60) == 0
     assert outbound.retry_after_s(response("soon"), cap_s=60) is None
     assert outbound.retry_after_s(httpx.Response(503), cap_s=60) is None
+
+
+# ----- "test connection" never shows a credential back -----
+
+KEY = 'k3y+Do/Not"Show-4411'
+
+
+async def _tested(profile: ResolvedProfile, answer: Callable[[httpx.Request], str]) -> str:
+    """The excerpt of a test connection to an API answering `answer(request)`."""
+    recorder = Recorder(lambda request: httpx.Response(200, text=answer(request)))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        result = await outbound.test_connection(profile, tokens=None, client=client)
+    excerpt: str = result["excerpt"]
+    return excerpt
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        lambda request: f"you asked for {request.url}",  # ?api_key=k3y%2BDo%2FNot%22Show-4411
+        lambda request: json.dumps({"query": dict(request.url.params)}),  # k3y+Do/Not\"Show
+        lambda request: json.dumps({"url": str(request.url)}),
+    ],
+    ids=["url-encoded", "json-escaped", "json-of-url"],
+)
+async def test_excerpt_masks_an_echoed_api_key_in_any_encoding(echo: Any) -> None:
+    profile = _profile(AuthKind.API_KEY, header=None, param="api_key", value=KEY)
+
+    excerpt = await _tested(profile, echo)
+
+    assert "[redacted]" in excerpt
+    assert "k3y" not in excerpt and "Show-4411" not in excerpt
+
+
+async def test_excerpt_masks_the_whole_body_before_cutting_it() -> None:
+    """A key crossing the 300th character must not leave its prefix."""
+    profile = _profile(AuthKind.BEARER, token="tok-" + KEY)
+
+    excerpt = await _tested(profile, lambda request: "x" * 290 + request.headers["authorization"])
+
+    assert excerpt == ("x" * 290 + "[redacted]")[: outbound.EXCERPT_CHARS]
+    assert "Bearer" not in excerpt and "tok-" not in excerpt
+
+
+async def test_excerpt_masks_an_echoed_basic_header_and_password() -> None:
+    profile = _profile(AuthKind.BASIC, username="ann", password="pa55-" + KEY)
+
+    excerpt = await _tested(
+        profile,
+        lambda request: json.dumps(
+            {"headers": dict(request.headers), "form": urlencode({"password": "pa55-" + KEY})}
+        ),
+    )
+
+    assert "[redacted]" in excerpt
+    encoded = base64.b64encode(f"ann:pa55-{KEY}".encode()).decode()
+    assert encoded[:12] not in excerpt and "pa55" not in excerpt

@@ -1,6 +1,6 @@
 """Profile rules: each bad input names its field, good inputs pass
 normalised, every problem is reported at once, and the secrets of an update
-are sorted into new values and kept ones."""
+are sorted into new values, kept ones and cleared ones."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from app.errors import ValidationFailed
 from app.models.profiles import AuthKind, ProfileInput
-from app.services.profile_validation import validate_profile
+from app.services.profile_validation import clear_problem, validate_profile
 
 BASE: dict[str, Any] = {"name": "Example API", "base_url": "https://api.example.com"}
 OAUTH_CC = {
@@ -273,6 +273,69 @@ def test_update_takes_a_new_value() -> None:
 
     assert clean.new_secrets == {"token": "brand-new-token"}
     assert clean.kept_secrets == frozenset()
+
+
+RT_HINTS = {"client_secret": "****9999", "refresh_token": "****8888"}
+
+
+def test_update_clears_an_optional_secret_sent_as_none() -> None:
+    clean = validate_profile(
+        _input(auth=OAUTH_RT | {"client_secret": None, "refresh_token": "****8888"}),
+        current_kind=AuthKind.OAUTH2_REFRESH_TOKEN,
+        current_hints=RT_HINTS,
+    )
+
+    assert clean.cleared_secrets == {"client_secret"}
+    assert clean.kept_secrets == {"refresh_token"}
+    assert clean.new_secrets == {}
+
+
+@pytest.mark.parametrize("sent", [{}, {"client_secret": ""}, {"client_secret": "****9999"}])
+def test_left_out_empty_or_masked_optional_secret_is_kept_not_cleared(
+    sent: dict[str, Any],
+) -> None:
+    auth = {k: v for k, v in OAUTH_RT.items() if k != "refresh_token"} | sent
+    clean = validate_profile(
+        _input(auth=auth), current_kind=AuthKind.OAUTH2_REFRESH_TOKEN, current_hints=RT_HINTS
+    )
+
+    assert clean.cleared_secrets == frozenset()
+    assert clean.kept_secrets == {"client_secret", "refresh_token"}
+
+
+def test_a_required_secret_sent_as_none_is_kept_never_cleared() -> None:
+    """None always kept a secret: a required one cannot be cleared."""
+    clean = validate_profile(
+        _input(auth=OAUTH_RT | {"client_secret": None, "refresh_token": None}),
+        current_kind=AuthKind.OAUTH2_REFRESH_TOKEN,
+        current_hints=RT_HINTS,
+    )
+
+    assert "refresh_token" not in clean.cleared_secrets
+    assert "refresh_token" in clean.kept_secrets
+
+
+def test_clearing_on_a_new_kind_or_without_a_stored_value_clears_nothing() -> None:
+    created = validate_profile(_input(auth=OAUTH_RT | {"client_secret": None}))
+    moved = validate_profile(
+        _input(auth=OAUTH_RT | {"client_secret": None}),
+        current_kind=AuthKind.OAUTH2_CLIENT_CREDENTIALS,
+        current_hints={"client_secret": "****9999"},
+    )
+
+    assert created.cleared_secrets == moved.cleared_secrets == frozenset()
+
+
+def test_only_optional_secrets_may_be_cleared() -> None:
+    assert clear_problem(AuthKind.OAUTH2_REFRESH_TOKEN, "client_secret") is None
+    for kind, name in [
+        (AuthKind.OAUTH2_REFRESH_TOKEN, "refresh_token"),
+        (AuthKind.OAUTH2_CLIENT_CREDENTIALS, "client_secret"),
+        (AuthKind.BEARER, "token"),
+        (AuthKind.BASIC, "password"),
+        (AuthKind.API_KEY, "value"),
+    ]:
+        assert "cannot be cleared" in (clear_problem(kind, name) or ""), (kind, name)
 
 
 def test_new_kind_keeps_nothing_and_needs_its_secrets() -> None:

@@ -7,19 +7,22 @@ capture what its stderr handler writes and parse the JSON lines.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import logging
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 import structlog
 
 import app.logging as app_logging
 from app.logging import configure_logging
-from app.redaction import REDACTED, redact_event, redact_url
+from app.redaction import REDACTED, basic_credential, redact_event, redact_url, scrub_secrets
 
 # The root logger and the library loggers configure_logging() takes over.
 _CONFIGURED_LOGGERS = ("", "arq", "granian", "_granian", "alembic", "httpx")
@@ -147,3 +150,72 @@ def test_redact_event_keeps_empty_and_non_secret_values() -> None:
     out = redact_event(None, "info", {"password": "", "token_count": 3, "secret": None})
 
     assert out == {"password": "", "token_count": 3, "secret": None}
+
+
+# ----- secrets a server echoes back -----
+
+ECHOED = 'S3cr+t/Va lue"q\\x-é'
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        ECHOED,
+        quote(ECHOED),
+        quote(ECHOED, safe=""),
+        quote_plus(ECHOED),
+        re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), quote_plus(ECHOED)),
+        json.dumps(ECHOED),
+        json.dumps(ECHOED, ensure_ascii=False),
+        json.dumps(ECHOED).replace("/", "\\/"),
+        html.escape(ECHOED),
+        json.dumps(urlencode({"client_secret": ECHOED})),
+    ],
+    ids=["raw", "quote", "quote-all", "quote_plus", "lower-hex", "json", "json-utf8",
+         "json-slash", "html", "json-of-form"],
+)
+def test_scrub_secrets_masks_every_encoding_a_server_may_echo(form: str) -> None:
+    """A token endpoint echoing the form body shows `client_secret=S3cr%2Bt...`;
+    a JSON error escapes the quote and backslash: all of them go."""
+    out = scrub_secrets(f"invalid_request: got {form} here", [ECHOED])
+
+    assert REDACTED in out
+    assert "S3cr" not in out and "%2Bt" not in out.upper()
+    assert out.startswith("invalid_request: got ") and out.endswith(" here")
+
+
+def test_scrub_secrets_masks_basic_credentials_whoever_the_user_is() -> None:
+    """The Basic header carries base64(client_id:secret): masked exactly when
+    the caller names it, and by the secret's own base64 core otherwise."""
+    credential = basic_credential("client-7", ECHOED)
+
+    assert scrub_secrets(f"Authorization: Basic {credential}", [credential]) == (
+        f"Authorization: Basic {REDACTED}"
+    )
+    for user in ("a", "ab", "abc", "a-much-longer-client-id"):
+        out = scrub_secrets(basic_credential(user, ECHOED), [ECHOED])
+        assert REDACTED in out
+        assert len(out.replace(REDACTED, "")) <= len(basic_credential(user, "")) + 4
+
+
+def test_scrub_secrets_masks_before_it_cuts() -> None:
+    """A secret crossing the cut must not leave its prefix behind."""
+    secret = "prefix-of-a-secret-1234"
+    text = "x" * 290 + secret + " tail"
+
+    out = scrub_secrets(text, [secret], limit=300)
+
+    assert len(out) == 300
+    assert "prefix" not in out
+    assert out == ("x" * 290 + REDACTED)[:300]
+
+
+def test_scrub_secrets_ignores_short_and_missing_values() -> None:
+    assert scrub_secrets("abc None", ["ab", "", None]) == "abc None"
+    assert scrub_secrets("a b", [], limit=1) == "a"
+
+
+def test_scrub_secrets_survives_collapsed_whitespace() -> None:
+    """Callers collapse whitespace after masking: a secret with a space,
+    echoed with a newline, is masked all the same."""
+    assert scrub_secrets("got two\n  words!", ["two words"]) == f"got {REDACTED}!"

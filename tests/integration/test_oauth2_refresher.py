@@ -1,0 +1,113 @@
+"""The proactive refresher: each profile's renewal runs as its own task, so
+one slow token endpoint delays only its own profile, and a profile whose
+renewal still runs gets no second one. Real token servers on loopback, the
+private Redis, the worker's loop over profiles in a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from app.db import session_scope
+from app.models.profiles import AuthKind, ProfileInput, ResolvedProfile
+from app.services import outbound
+from app.services import profiles as profile_store
+from app.services.oauth2 import TokenManager
+from app.services.token_states import LiveTokenStateStore
+from jobs.profiles import refresh_tokens_forever
+from tests.integration.oauth_server import MemoryTokenStore, OAuthServer
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cret-client-secret"
+
+
+@pytest.fixture
+def slow() -> Iterator[OAuthServer]:
+    running = OAuthServer(client_secret=SECRET).start()
+    running.token_delay_s = 6
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def fast() -> Iterator[OAuthServer]:
+    running = OAuthServer(client_secret=SECRET, expires_in=2).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+async def redis(taskdeck: Path, redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+    await outbound.close_http_client()
+
+
+def _auth(server: OAuthServer) -> dict[str, object]:
+    return {
+        "kind": AuthKind.OAUTH2_CLIENT_CREDENTIALS.value,
+        "token_url": server.token_url,
+        "client_id": server.client_id,
+        "client_secret": SECRET,
+    }
+
+
+def _resolved(server: OAuthServer, profile_id: int) -> ResolvedProfile:
+    auth = _auth(server) | {"scopes": [], "audience": None, "client_auth": "header"}
+    return ResolvedProfile(
+        id=profile_id, name=f"p{profile_id}", base_url=server.url, headers={}, timeout_s=10,
+        verify_tls=True, auth_kind=AuthKind.OAUTH2_CLIENT_CREDENTIALS, auth=auth,
+    )
+
+
+async def test_a_slow_endpoint_does_not_hold_up_the_others(
+    redis: Redis, slow: OAuthServer, fast: OAuthServer
+) -> None:
+    tokens = TokenManager(redis=redis, store=MemoryTokenStore())
+    stuck, quick = _resolved(slow, 1), _resolved(fast, 2)
+    try:
+        started = time.monotonic()
+        assert sorted(await tokens.start_due_refreshes([stuck, quick])) == [1, 2]
+        assert time.monotonic() - started < 1  # started, not awaited
+
+        while await tokens.token_info(quick) is None:
+            assert time.monotonic() - started < 3
+            await asyncio.sleep(0.05)
+        assert await tokens.token_info(stuck) is None  # still asking
+
+        # Bounded: the slow profile's renewal still runs, so none is added.
+        assert await tokens.start_due_refreshes([stuck, quick]) == []
+        assert len(slow.seen("/token")) == 1
+    finally:
+        await tokens.cancel_background_refreshes()
+
+
+async def test_the_worker_loop_keeps_renewing_while_one_endpoint_hangs(
+    redis: Redis, slow: OAuthServer, fast: OAuthServer
+) -> None:
+    """Tokens living 2 s are renewed every ~1.6 s even while the other
+    profile's endpoint takes 6 s to answer."""
+    with session_scope() as session:
+        for name, server in (("slow", slow), ("fast", fast)):
+            profile_store.create_profile(
+                session=session,
+                data=ProfileInput(name=name, base_url=server.url, timeout_s=10, auth=_auth(server)),
+                actor=None,
+            )
+    store = LiveTokenStateStore(redis)
+    ctx = {"tokens": TokenManager(redis=redis, store=store), "token_store": store}
+
+    loop = asyncio.create_task(refresh_tokens_forever(ctx))
+    await asyncio.sleep(4.5)
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+
+    assert fast.token_requests >= 3  # at 0, ~1.6 and ~3.2 s
+    assert len(slow.seen("/token")) == 1
