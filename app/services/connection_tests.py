@@ -4,6 +4,7 @@ and the outbound client); the caller waits for its result."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Protocol
 
 from app.errors import QueueUnavailable, ServiceUnavailable
@@ -14,12 +15,42 @@ TEST_TIMEOUT_S = 90.0
 RESULT_POLL_S = 0.1
 
 
+class JobResultLike(Protocol):
+    success: bool
+    result: Any
+
+
 class JobLike(Protocol):
-    async def result(self, timeout: float | None = None, *, poll_delay: float = 0.5) -> Any: ...
+    async def status(self) -> str: ...
+
+    async def result_info(self) -> JobResultLike | None: ...
 
 
 class ConnectionTestQueue(Protocol):
     async def enqueue_job(self, function: str, *args: Any) -> JobLike | None: ...
+
+
+async def wait_for_job(job: JobLike, *, timeout_s: float, poll_s: float = RESULT_POLL_S) -> Any:
+    """The job's result (its exception raised), TimeoutError after `timeout_s`.
+
+    Not arq 0.25's `Job.result()`: it reads the result and then the queue in
+    two separate calls, so a job finishing between them is reported as
+    "not in queue" although it succeeded. `status()` reads all three keys
+    in one transaction."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = await job.status()  # arq's JobStatus is a str enum
+        if status == "complete":
+            info = await job.result_info()
+            if info is not None:
+                if info.success:
+                    return info.result
+                raise info.result
+        elif status == "not_found":
+            raise ServiceUnavailable("The job is gone from the queue without a result")
+        if time.monotonic() >= deadline:
+            raise TimeoutError
+        await asyncio.sleep(poll_s)
 
 
 async def run_connection_test(
@@ -32,8 +63,8 @@ async def run_connection_test(
     if job is None:  # arq answers None only for a duplicate job id; we set none
         raise QueueUnavailable("The connection test could not be queued")
     try:
-        result: dict[str, Any] = await job.result(timeout=TEST_TIMEOUT_S, poll_delay=RESULT_POLL_S)
-    except (TimeoutError, asyncio.TimeoutError):
+        result: dict[str, Any] = await wait_for_job(job, timeout_s=TEST_TIMEOUT_S)
+    except TimeoutError:
         raise ServiceUnavailable(
             "No worker answered in time: is `taskdeck worker` running?",
             details={"timeout_s": TEST_TIMEOUT_S},
