@@ -10,6 +10,7 @@ from starlette.routing import Mount
 from app.api.browser_session import AUTH_PREFIX, create_browser_session_app
 from app.api.main import API_PREFIX, create_api
 from app.logging import configure_logging
+from app.origins import engineio_origin_check
 from app.pages.dashboard import dashboard
 from app.pages.profiles import profile_page, profiles_page
 from app.pages.runs import runs_page
@@ -60,6 +61,12 @@ app.add_page(setup_page, route="/setup", title="Set up · Taskdeck", on_load=Set
 for route, (title, text) in UPCOMING.items():
     app.add_page(upcoming_page(title, text), route=route, title=f"{title} · Taskdeck",
                  on_load=_signed_in())
+
+# The address the sign-in limits and the audit log see, behind proxies.
+rx.config.get_config().trusted_proxy_hops = _settings.trusted_proxy_hops
+# Only Taskdeck's own pages may open the websocket (see app/origins.py).
+if app.sio is not None:
+    app.sio.eio.cors_allowed_origins = engineio_origin_check(_settings.allowed_origins)
 
 hub.bind(app)
 app.register_lifespan_task(hub.run)

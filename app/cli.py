@@ -138,6 +138,10 @@ def users_create(email: str, password_stdin: bool, role: str, display_name: str 
     password = sys.stdin.readline().rstrip("\r\n")
     try:
         with session_scope() as session:
+            if user_store.count_users(session=session) == 0 and role.strip().lower() != "admin":
+                # Nobody could manage users, and the set-up page only shows
+                # while there are none.
+                _fail("The first user must be an admin (--role admin)", code=1)
             user = user_store.create_user(
                 session=session,
                 email=email,

@@ -12,6 +12,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     # them stays readable until `rotate_credentials` re-encrypts it. Given as
     # one comma-separated string (TASKDECK_OLD_SECRET_KEYS=key2,key1).
     old_secret_keys: Annotated[list[SecretStr], NoDecode] = []
+    # Pages at other origins that may use the websocket (besides the one the
+    # browser reached Taskdeck at), comma-separated: https://ops.example.com
+    allowed_origins: Annotated[list[str], NoDecode] = []
+    # Reverse proxies in front of Taskdeck: the client's address is then the
+    # Nth from the end of X-Forwarded-For (0: the header is not trusted).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
     host: str = "127.0.0.1"
     port: int = Field(default=3000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
@@ -55,11 +62,20 @@ class Settings(BaseSettings):
     def _upper_log_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("old_secret_keys", mode="before")
+    @field_validator("old_secret_keys", "allowed_origins", mode="before")
     @classmethod
-    def _split_old_secret_keys(cls, value: object) -> object:
+    def _split_comma_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [key.strip() for key in value.split(",") if key.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _valid_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ValueError(f"{origin!r} is not an origin like https://ops.example.com")
         return value
 
     @field_validator("database_url")

@@ -26,7 +26,7 @@ from app.queue import get_queue_or_none
 from app.services import auth as auth_service
 from app.services import users as user_store
 from app.services.events import Event, publish_quietly
-from app.services.permissions import Permission, require
+from app.services.permissions import Permission, can, require
 from app.session_cookie import session_token_from_header
 from state.live import hub
 
@@ -166,6 +166,7 @@ class AuthState(rx.State):
         self.user_email = principal.email
         self.user_name = principal.display_name
         self.user_role = principal.role.value
+        await self._forget_what_the_role_may_not_see(principal)
         self.session_ended = False
         self._session_id = principal.session_id
         topics = [user_topic(principal.user_id)]
@@ -194,6 +195,21 @@ class AuthState(rx.State):
         await announce_ended_sessions(ended, "signed_out_everywhere")
         return rx.call_script("window.location.assign('/auth/signed-out')")
 
+    async def _forget_what_the_role_may_not_see(self, principal: Principal) -> None:
+        """A tab's states are sent whole to the browser at every page load:
+        after a demotion, the lists only admins may read must go too (the
+        settings page hides them, which is not the protection)."""
+        from state.audit import AuditState  # these import this module
+        from state.tokens import TokensState
+        from state.users import UsersState
+
+        if not can(principal, Permission.MANAGE_USERS):
+            (await self.get_state(UsersState)).users = []
+            (await self.get_state(AuditState)).events = []
+        if not can(principal, Permission.MANAGE_TOKENS):
+            tokens = await self.get_state(TokensState)
+            tokens.rows = [row for row in tokens.rows if row.owner_email == principal.email]
+
     def _end_session(self) -> None:
         """The tab leaves (see _session_watch); until it does, or if a
         hand-made client never does, no live data reaches it."""
@@ -211,6 +227,7 @@ class AuthState(rx.State):
             else:
                 self.user_name = principal.display_name
                 self.user_role = principal.role.value
+                await self._forget_what_the_role_may_not_see(principal)
 
     async def _on_live_status(self, connected: bool) -> None:
         return None

@@ -53,7 +53,7 @@ def _row(token: ApiTokenPublic) -> TokenRow:
 def _list_for(principal: Principal) -> list[ApiTokenPublic]:
     owner = None if can(principal, Permission.MANAGE_TOKENS) else principal.user_id
     with session_scope() as session:
-        return api_tokens.list_tokens(session=session, owner_id=owner)
+        return api_tokens.list_tokens(session=session, actor=principal, owner_id=owner)
 
 
 class TokensState(rx.State):
@@ -82,7 +82,11 @@ class TokensState(rx.State):
     @requires(Permission.READ)
     async def create_token(self, form: dict[str, Any]):  # type: ignore[no-untyped-def]
         principal, ip = acting_principal(), self.router.session.client_ip
-        days = EXPIRY_CHOICES.get(str(form.get("expiry", "never")))
+        choice = str(form.get("expiry") or "never")
+        if choice not in EXPIRY_CHOICES:
+            yield rx.toast.error(f"Choose an expiry: {', '.join(EXPIRY_CHOICES)}")
+            return
+        days = EXPIRY_CHOICES[choice]
         expires_at = utc_now() + timedelta(days=days) if days else None
 
         def create() -> str:

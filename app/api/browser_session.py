@@ -50,7 +50,20 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
 
 
+def _started_elsewhere(request: Request) -> bool:
+    """A navigation another site's page started (Sec-Fetch-Site, which
+    browsers set and pages cannot). Our own pages navigate here as
+    `same-origin`; `none` is a typed or bookmarked address. Refusing the
+    rest stops login CSRF: a link to a ticket of the attacker's own
+    session would otherwise sign the victim into the attacker's account.
+    Without the header (an old browser, a script) the ticket's own checks
+    remain."""
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+
+
 async def redeem(request: Request) -> HTMLResponse:
+    if _started_elsewhere(request):
+        return leave_to("/login")
     ticket = request.query_params.get("t", "")
     token = redeem_ticket(ticket)
     if token is None or not await claim_ticket(await get_queue_or_none(), ticket):
@@ -69,7 +82,10 @@ async def redeem(request: Request) -> HTMLResponse:
 
 
 async def signed_out(request: Request) -> HTMLResponse:
-    """Forget the cookie; the session itself was ended by the sign-out event."""
+    """Forget the cookie; the session itself was ended by the sign-out event.
+    Not for another site's link (logout CSRF)."""
+    if _started_elsewhere(request):
+        return leave_to("/")
     response = leave_to("/login")
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response

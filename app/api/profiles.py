@@ -20,12 +20,14 @@ from app.api.pagination import PageRequest, page_of, page_params
 from app.db import session_scope
 from app.models.profiles import ProfileInput, ProfilePublic
 from app.models.users import Principal
+from app.origins import client_address
 from app.queue import get_queue_or_none
 from app.services import profiles as profile_store
 from app.services.connection_tests import run_connection_test
 from app.services.events import publish_quietly
 from app.services.permissions import Permission
 from app.services.token_states import forget_cached_token, profile_event
+from app.settings import get_settings
 
 router = APIRouter(tags=["profiles"])
 
@@ -50,7 +52,7 @@ def _call(function: Any, /, **kwargs: Any) -> Any:
 
 
 def _ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
+    return client_address(request, get_settings().trusted_proxy_hops)
 
 
 async def _announce(profile: ProfilePublic, event_type: str) -> None:

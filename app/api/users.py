@@ -22,9 +22,11 @@ def _read_user(user_id: int) -> UserPublic:
         return user_store.get_user(session=session, user_id=user_id)
 
 
-def _read_users(after_email: str | None, limit: int) -> list[UserPublic]:
+def _read_users(actor: Principal, after_email: str | None, limit: int) -> list[UserPublic]:
     with session_scope() as session:
-        return user_store.list_users(session=session, after_email=after_email, limit=limit)
+        return user_store.list_users(
+            session=session, actor=actor, after_email=after_email, limit=limit
+        )
 
 
 @router.get("/me", summary="The user the API token acts as")
@@ -34,10 +36,10 @@ async def me(principal: Principal = Depends(current_principal)) -> UserPublic:
 
 @router.get("/users", summary="Every user, by email (admins only)")
 async def users(
-    _: Principal = Depends(allowed(Permission.MANAGE_USERS)),
+    principal: Principal = Depends(allowed(Permission.MANAGE_USERS)),
     page: PageRequest = Depends(page_params(str)),
 ) -> dict[str, Any]:
     after_email = page.after[0] if page.after else None
-    rows = await asyncio.to_thread(_read_users, after_email, page.limit + 1)
+    rows = await asyncio.to_thread(_read_users, principal, after_email, page.limit + 1)
     items, next_cursor = page_of(rows, page.limit, lambda user: (user.email,))
     return {"items": items, "next_cursor": next_cursor}

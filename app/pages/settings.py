@@ -325,20 +325,42 @@ def _audit_row(row: AuditRow) -> rx.Component:
     )
 
 
+def _labelled_select(label: str, name: str, items: list[str]) -> rx.Component:
+    field_id = f"audit-{name}"
+    return rx.vstack(
+        rx.el.label(label, html_for=field_id, class_name="rt-Text rt-r-size-2 rt-r-weight-medium"),
+        rx.select(items, default_value="all", name=name, id=field_id),
+        spacing="1",
+    )
+
+
+def _audit_filters() -> rx.Component:
+    errors = AuditState.filter_errors
+    return rx.form(
+        rx.flex(
+            _labelled_select("Action", "action", AUDIT_ACTIONS),
+            rx.box(field("Who (email)", "actor_email", required=False, type="email"),
+                   min_width="14rem"),
+            _labelled_select("Object", "object_type", ["all", *audit.OBJECT_TYPES]),
+            rx.box(field("From day (UTC)", "from_day", type="date", required=False,
+                         error=errors.get("from_day", "")), min_width="10rem"),
+            rx.box(field("To day (UTC)", "to_day", type="date", required=False,
+                         error=errors.get("to_day", "")), min_width="10rem"),
+            rx.button("Filter", type="submit", variant="soft", loading=AuditState.loading),
+            gap="0.75rem",
+            wrap="wrap",
+            align="end",
+        ),
+        on_submit=AuditState.apply_filters,
+        margin_bottom="0.75rem",
+        aria_label="Audit log filters",
+    )
+
+
 def _audit() -> rx.Component:
     return panel(
         "Audit log",
-        rx.hstack(
-            rx.el.label("Action", html_for="audit-action", class_name="rt-Text rt-r-size-2"),
-            rx.select(
-                AUDIT_ACTIONS,
-                default_value="all",
-                on_change=AuditState.filter_action,
-                id="audit-action",
-            ),
-            align="center",
-            margin_bottom="0.75rem",
-        ),
+        _audit_filters(),
         rx.table.root(
             rx.table.header(
                 rx.table.row(
@@ -350,6 +372,11 @@ def _audit() -> rx.Component:
             ),
             rx.table.body(rx.foreach(AuditState.events, _audit_row)),
             width="100%",
+        ),
+        rx.cond(
+            (AuditState.events.length() == 0) & ~AuditState.loading,
+            rx.text("No entries match these filters.", color_scheme="gray", size="2",
+                    margin_top="0.75rem"),
         ),
         rx.cond(
             AuditState.has_more,

@@ -28,7 +28,7 @@ from app.models.users import (
     User,
 )
 from app.services import audit
-from app.services.permissions import Permission, can
+from app.services.permissions import Permission, can, require
 from app.services.sessions import LAST_SEEN_RESOLUTION_S, MAX_TOKEN_CHARS, hash_token
 
 TOKEN_PREFIX = "td_"
@@ -205,8 +205,14 @@ def revoke_token(
     return _to_public(token, owner_email)
 
 
-def list_tokens(*, session: Session, owner_id: int | None) -> list[ApiTokenPublic]:
-    """Tokens of `owner_id` (None: everyone's), newest first, revoked ones too."""
+def list_tokens(
+    *, session: Session, actor: Principal | None, owner_id: int | None
+) -> list[ApiTokenPublic]:
+    """Tokens of `owner_id` (None: everyone's), newest first, revoked ones
+    too. Anyone sees their own; other people's need MANAGE_TOKENS."""
+    principal = require(actor, Permission.READ)
+    if owner_id != principal.user_id:
+        require(principal, Permission.MANAGE_TOKENS)
     query = select(ApiToken, User.email).join(User, col(User.id) == col(ApiToken.user_id))
     if owner_id is not None:
         query = query.where(ApiToken.user_id == owner_id)

@@ -8,6 +8,7 @@ stored, as in log lines.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from app.models.users import (
     Principal,
 )
 from app.redaction import redact_event
+from app.services.emails import email_problem
+from app.services.permissions import Permission, require
 
 SIGN_IN = "auth.sign_in"
 SIGN_IN_FAILED = "auth.sign_in_failed"
@@ -43,12 +46,21 @@ ACTIONS = (
 )
 
 MAX_LIST_LIMIT = 500
+# What events are about (their object_type), for the log's filter.
+OBJECT_TYPES = ("user", "session", "api_token", "profile", "run")
+# What a failed sign-in records instead of a typed text that is no email.
+NOT_AN_EMAIL_PREFIX = "not-an-email:"
 
 
 def email_key(email: str) -> str:
-    """How an email is compared in the log: stripped and lowercase (what
-    users.normalize_email stores), cut to the column's length."""
-    return email.strip().lower()[:MAX_EMAIL_CHARS]
+    """How a typed email is kept in the log and counted by the sign-in
+    limits: stripped and lowercase (what users.normalize_email stores) when
+    it is an address; otherwise a digest, because what people type there is
+    sometimes their password."""
+    key = email.strip().lower()
+    if email_problem(key) is None or key.startswith(NOT_AN_EMAIL_PREFIX):  # a key already
+        return key
+    return NOT_AN_EMAIL_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
 
 
 def record(
@@ -79,8 +91,10 @@ def record(
 def list_events(
     *,
     session: Session,
+    actor: Principal | None,
     action: str | None = None,
     actor_id: int | None = None,
+    actor_email: str | None = None,
     object_type: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -89,12 +103,15 @@ def list_events(
 ) -> list[AuditEventPublic]:
     """Events newest first. `before_id` is the cursor: pass the id of the
     last event of a page to get the next one. `since` is inclusive, `until`
-    exclusive."""
+    exclusive. Admins only."""
+    require(actor, Permission.MANAGE_USERS)
     query = select(AuditEvent)
     if action is not None:
         query = query.where(AuditEvent.action == action)
     if actor_id is not None:
         query = query.where(AuditEvent.actor_id == actor_id)
+    if actor_email is not None:
+        query = query.where(AuditEvent.actor_email == email_key(actor_email))
     if object_type is not None:
         query = query.where(AuditEvent.object_type == object_type)
     if since is not None:

@@ -12,7 +12,6 @@ back.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,13 +32,13 @@ from app.errors import (
 from app.models.common import utc_now
 from app.models.users import (
     MAX_DISPLAY_NAME_CHARS,
-    MAX_EMAIL_CHARS,
     Principal,
     Role,
     User,
     UserPublic,
 )
 from app.services import audit
+from app.services.emails import email_problem
 from app.services.passwords import (
     MAX_PASSWORD_CHARS,
     burn_verify,
@@ -52,14 +51,6 @@ from app.services.passwords import (
 from app.services.permissions import Permission, require
 from app.services.sessions import end_user_sessions
 
-MAX_EMAIL_LOCAL_CHARS = 64
-EMAIL_HINT = "Enter an email address like name@example.com"
-
-# Characters never allowed in the local part (unquoted addresses only).
-_LOCAL_FORBIDDEN = set('"(),:;<>[\\]@')
-# One domain label: letters (any script) or digits, inner hyphens, <= 63 chars.
-_DOMAIN_LABEL = re.compile(r"^(?!-)[^\W_](?:[^\W_]|-){0,62}(?<!-)$")
-
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
@@ -70,35 +61,6 @@ log = structlog.get_logger(__name__)
 
 def _invalid(field: str, problem: str, message: str | None = None) -> ValidationFailed:
     return ValidationFailed(message or problem, details={"fields": {field: problem}})
-
-
-def _has_control_or_space(value: str) -> bool:
-    return any(ch.isspace() or unicodedata.category(ch).startswith("C") for ch in value)
-
-
-def email_problem(email: str) -> str | None:
-    """Why a (stripped, lowercased) email is not acceptable, or None."""
-    if not email:
-        return "Enter an email address"
-    if len(email) > MAX_EMAIL_CHARS:
-        return f"Use at most {MAX_EMAIL_CHARS} characters"
-    if email.count("@") != 1:
-        return EMAIL_HINT
-    local, domain = email.split("@")
-    if (
-        not local
-        or len(local) > MAX_EMAIL_LOCAL_CHARS
-        or _has_control_or_space(local)
-        or any(ch in _LOCAL_FORBIDDEN for ch in local)
-        or local.startswith(".")
-        or local.endswith(".")
-        or ".." in local
-    ):
-        return EMAIL_HINT
-    labels = domain.split(".")
-    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
-        return EMAIL_HINT
-    return None
 
 
 def normalize_email(email: str) -> str:
@@ -183,10 +145,15 @@ def find_user_by_email(*, session: Session, email: str) -> UserPublic | None:
 
 
 def list_users(
-    *, session: Session, after_email: str | None = None, limit: int | None = None
+    *,
+    session: Session,
+    actor: Principal | None,
+    after_email: str | None = None,
+    limit: int | None = None,
 ) -> list[UserPublic]:
     """Users ordered by email (stored normalised, so unique); `after_email`
-    and `limit` page through them."""
+    and `limit` page through them. Admins only."""
+    require(actor, Permission.MANAGE_USERS)
     query = select(User)
     if after_email is not None:
         query = query.where(col(User.email) > after_email)

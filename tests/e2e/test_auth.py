@@ -188,6 +188,25 @@ def test_expired_and_revoked_tokens_are_refused(
     assert status == 401 and body["error"] == "Unauthenticated"
 
 
+def test_an_expired_token_is_refused(
+    base_url: str, accounts: dict[str, Account], taskdeck_app: RunningApp
+) -> None:
+    made = taskdeck_cli(taskdeck_app, "tokens", "create", "--email", accounts["operator"].email,
+                        "--name", "short-lived", "--expires-days", "1")
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert _api(base_url, "/me", token)[0] == 200
+    # A day passes (for this token only).
+    with sqlite3.connect(taskdeck_app.data_dir / "taskdeck.db") as db:
+        changed = db.execute(
+            "UPDATE api_tokens SET expires_at = '2000-01-01 00:00:00.000000'"
+            " WHERE name = 'short-lived'"
+        ).rowcount
+    assert changed == 1
+    status, body = _api(base_url, "/me", token)
+    assert status == 401 and body["error"] == "Unauthenticated"
+
+
 def test_deactivating_a_user_ends_their_open_session_at_once(
     admin_page: Page, browser, base_url: str, taskdeck_app: RunningApp  # type: ignore[no-untyped-def]
 ) -> None:
@@ -213,12 +232,29 @@ def test_deactivating_a_user_ends_their_open_session_at_once(
 
 
 def test_no_password_or_token_reaches_the_logs(
-    accounts: dict[str, Account], taskdeck_app: RunningApp, admin_page: Page
+    accounts: dict[str, Account], taskdeck_app: RunningApp, admin_page: Page, browser,  # type: ignore[no-untyped-def]
+    base_url: str,
 ) -> None:
-    """Runs after sign-ins, failed sign-ins and token creation above."""
+    """Everything secret that crossed the wire in this test: a used API
+    token, the session cookie, a wrong password and the right ones."""
     made = taskdeck_cli(taskdeck_app, "tokens", "create", "--email", accounts["viewer"].email)
     token = made.stdout.strip()
+    assert _api(base_url, "/me", token)[0] == 200
+    assert _api(base_url, "/users", token)[0] == 403
+    assert _api(base_url, "/me", token + "x")[0] == 401
+    wrong = "not the password 4711"
+    context = browser.new_context()
+    other = context.new_page()
+    other.goto(f"{base_url}/login")
+    other.get_by_label("Email").fill(accounts["viewer"].email)
+    other.get_by_label("Password").fill(wrong)
+    other.get_by_role("button", name="Sign in").click()
+    expect(other.get_by_role("alert")).to_contain_text("Wrong email or password")
+    context.close()
+    cookies = [c["value"] for c in admin_page.context.cookies(base_url) if c["httpOnly"]]
+    assert cookies
+
     log = taskdeck_app.log_path.read_text(errors="replace")
-    assert "event_refused" in log or "signed_in" in log  # the log is the app's
-    for secret in [account.password for account in accounts.values()] + [token]:
+    assert "sign_in_failed" in log  # the log is the app's, and saw this test
+    for secret in [account.password for account in accounts.values()] + [token, wrong, *cookies]:
         assert secret not in log

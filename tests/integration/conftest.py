@@ -61,3 +61,12 @@ async def queue(taskdeck: Path) -> AsyncIterator[object]:
     pool = await get_queue()
     yield pool
     await close_queue()
+
+
+@pytest.fixture(scope="session")
+def reflex_app() -> object:
+    """One Reflex app for the tests that run handlers through Reflex's event
+    processor (its page lookups need one; Reflex allows one per process)."""
+    import reflex as rx
+
+    return rx.App()

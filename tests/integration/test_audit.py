@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
 
 from app.db import get_engine, session_scope
-from app.errors import InvalidCredentials
+from app.errors import Forbidden, InvalidCredentials, Unauthenticated
 from app.models.common import utc_now
 from app.models.users import AuditEventPublic, Principal, Role, UserPublic
 from app.services import api_tokens, audit
 from app.services import users as user_store
 from app.services.auth import sign_in, sign_out, sign_out_everywhere
+from tests.principals import AUDITOR
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +60,7 @@ def _principal(user: UserPublic) -> Principal:
 
 def _events(**filters: object) -> list[AuditEventPublic]:
     with session_scope() as session:
-        return audit.list_events(session=session, **filters)  # type: ignore[arg-type]
+        return audit.list_events(session=session, actor=AUDITOR, **filters)  # type: ignore[arg-type]
 
 
 async def _everything(redis_client: aioredis.Redis) -> tuple[UserPublic, UserPublic, list[str]]:
@@ -219,6 +221,31 @@ async def test_filters_and_cursor(taskdeck: Path, redis_client: aioredis.Redis) 
 
     admin_actions = _events(actor_id=admin.id, action="user.role_change")
     assert [e.object_id for e in admin_actions] == [str(user.id)]
+    by_email = _events(actor_email=" ROOT@example.com ", limit=500)
+    assert by_email and {e.actor_email for e in by_email} == {"root@example.com"}
+    assert by_email == [e for e in everything if e.actor_id == admin.id]
+
+
+@pytest.mark.parametrize("role", [Role.OPERATOR, Role.VIEWER, None])
+def test_only_admins_may_read_the_log_users_and_everyones_tokens(
+    taskdeck: Path, role: Role | None
+) -> None:
+    """Refused in the service, whatever page or route asks."""
+    actor = None if role is None else Principal(
+        user_id=7, email="someone@example.com", display_name="Someone", role=role
+    )
+    expected = Unauthenticated if actor is None else Forbidden
+    with session_scope() as session:
+        with pytest.raises(expected):
+            audit.list_events(session=session, actor=actor)
+        with pytest.raises(expected):
+            user_store.list_users(session=session, actor=actor)
+        with pytest.raises(expected):
+            api_tokens.list_tokens(session=session, actor=actor, owner_id=None)
+        with pytest.raises(expected):
+            api_tokens.list_tokens(session=session, actor=actor, owner_id=8)
+        if actor is not None:  # one's own tokens, any role
+            assert api_tokens.list_tokens(session=session, actor=actor, owner_id=7) == []
 
 
 def test_details_under_secret_names_are_masked(taskdeck: Path) -> None:
@@ -260,6 +287,19 @@ def test_count_recent_failures(taskdeck: Path) -> None:
     assert count == 2
     assert latest is not None and latest.tzinfo is not None and latest >= start
     assert (none, no_latest) == (0, None)
+
+
+def test_the_database_refuses_to_change_or_delete_an_event(taskdeck: Path) -> None:
+    with session_scope() as session:
+        audit.record(session=session, action="test.event", actor_email="x@example.com")
+    for statement in (
+        "UPDATE audit_events SET action = 'forged'",
+        "DELETE FROM audit_events",
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), get_engine().begin() as db:
+            db.execute(text(statement))
+    [event] = _events(action="test.event")
+    assert event.actor_email == "x@example.com"
 
 
 def test_the_log_has_no_way_to_change_an_event() -> None:

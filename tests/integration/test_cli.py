@@ -6,6 +6,7 @@ trace, and nothing left running."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -226,3 +227,70 @@ def test_keys_rotate_moves_credentials_to_the_new_key(
     assert resolved.auth["token"] == "tok-rotate-me-123"
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+def _cli_with_stdin(
+    *args: str, cwd: Path, env: dict[str, str], stdin: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TASKDECK), *args], cwd=cwd, env=env, input=stdin, capture_output=True,
+        text=True, timeout=COMMAND_TIMEOUT_S,
+    )
+
+
+def _error_line(stderr: str) -> str:
+    """The one error line among the log lines (the first start migrates)."""
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith(ERROR_PREFIX)]
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def test_users_create_refuses_bad_input_with_one_line_and_creates_nothing(
+    workdir: Path,
+) -> None:
+    env = _env(workdir / "data")
+
+    def create(*args: str, password: str = "a good long passphrase") -> subprocess.CompletedProcess[str]:
+        return _cli_with_stdin("users", "create", *args, "--password-stdin", cwd=workdir,
+                               env=env, stdin=password + "\n")
+
+    first_viewer = create("--email", "v@example.com", "--role", "viewer")
+    assert first_viewer.returncode == 1
+    assert "first user must be an admin" in _error_line(first_viewer.stderr)
+
+    for args, password, names in [
+        (("--email", "not-an-email", "--role", "admin"), "a good long passphrase", "email"),
+        (("--email", "a@example.com", "--role", "boss"), "a good long passphrase", "role"),
+        (("--email", "a@example.com", "--role", "admin"), "short", "password"),
+    ]:
+        refused = create(*args, password=password)
+        assert refused.returncode == 1, refused.stdout
+        line = _error_line(refused.stderr)
+        assert names in line and password not in line
+
+    admin = create("--email", "Admin@Example.com", "--role", "admin")
+    assert admin.returncode == 0, admin.stderr
+    assert admin.stdout.startswith("created admin admin@example.com")
+    again = create("--email", "admin@example.com", "--role", "admin")
+    assert again.returncode == 1 and "exists already" in _error_line(again.stderr)
+    viewer = create("--email", "v@example.com", "--role", "viewer")  # not the first any more
+    assert viewer.returncode == 0, viewer.stderr
+
+
+def test_tokens_create_prints_the_token_once_for_an_active_user_only(workdir: Path) -> None:
+    env = _env(workdir / "data")
+    made = _cli_with_stdin("users", "create", "--email", "a@example.com", "--role", "admin",
+                           "--password-stdin", cwd=workdir, env=env,
+                           stdin="a good long passphrase\n")
+    assert made.returncode == 0, made.stderr
+
+    token = _taskdeck("tokens", "create", "--email", "A@example.com", cwd=workdir, env=env)
+    assert token.returncode == 0, token.stderr
+    assert re.fullmatch(r"td_\S{20,}", token.stdout.strip())
+    unknown = _taskdeck("tokens", "create", "--email", "ghost@example.com", cwd=workdir, env=env)
+    assert unknown.returncode == 1
+    assert "no active user" in _error_line(unknown.stderr)
+    bad_days = _taskdeck("tokens", "create", "--email", "a@example.com", "--expires-days", "0",
+                         cwd=workdir, env=env)
+    assert bad_days.returncode == 2 and "expires-days" in bad_days.stderr

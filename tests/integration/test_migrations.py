@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 
@@ -187,6 +188,13 @@ def test_postgres_is_migrated_to_head_and_again_is_a_no_op(postgres_database: st
     with engine.connect() as connection:
         versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
     assert [row[0] for row in versions] == [head_revision()]
+
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO audit_events (action, details, at) "
+                                "VALUES ('test.event', '{}', now())"))
+    for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
+        with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
+            connection.execute(text(statement))
 
 
 @pytest.mark.parametrize("processes", [2, 4])

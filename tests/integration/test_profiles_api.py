@@ -21,6 +21,7 @@ from app.services import profiles as profile_store
 from app.services import users as user_store
 from app.services.events import CHANNEL_PREFIX, Event, decode
 from jobs.worker import create_worker
+from tests.principals import AUDITOR
 from tests.integration.oauth_server import OAuthServer
 
 pytestmark = pytest.mark.integration
@@ -279,7 +280,7 @@ async def test_api_changes_are_audited_with_the_client_address(
     await operator.delete(f"/profiles/{created['id']}")
 
     with session_scope() as session:
-        events = audit.list_events(session=session, object_type="profile")
+        events = audit.list_events(session=session, actor=AUDITOR, object_type="profile")
     actions = {event.action: event.ip for event in events}
     assert set(actions) >= {
         profile_store.PROFILE_CREATE, profile_store.PROFILE_CLONE, profile_store.PROFILE_DELETE

@@ -26,6 +26,7 @@ from app.services import users as user_store
 from app.services.sessions import create_session
 from app.session_cookie import SESSION_COOKIE
 from state.profiles import ProfileState
+from tests.principals import AUDITOR
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +48,6 @@ class Browser:
 
     def values(self, var: str) -> list[Any]:
         return [delta[key] for delta in self.deltas for key in delta if key.startswith(var + "_")]
-
-
-@pytest.fixture(scope="module")
-def reflex_app() -> rx.App:
-    """An app for the processor's page lookups (on_load of a fresh tab)."""
-    return rx.App()
 
 
 @pytest.fixture
@@ -135,7 +130,7 @@ async def test_a_double_clicked_clone_makes_one_copy(tab: Any) -> None:
     assert sorted(_names()) == ["Billing", "Billing (copy)"]
     assert True in browser.values("cloning")  # the button spun and was disabled
     with session_scope() as session:
-        (event,) = audit.list_events(session=session, action=profile_store.PROFILE_CLONE)
+        (event,) = audit.list_events(session=session, actor=AUDITOR, action=profile_store.PROFILE_CLONE)
     assert event.ip == "192.0.2.7"
 
 

@@ -19,6 +19,7 @@ from app.services import api_tokens
 from app.services import sessions as session_store
 from app.services import users as user_store
 from app.services.auth import principal_for_api_token, principal_for_session
+from tests.principals import AUDITOR
 
 pytestmark = pytest.mark.integration
 
@@ -272,7 +273,7 @@ def test_bad_token_fields_are_refused(
 
     assert set(raised.value.details["fields"]) == {field}
     with session_scope() as session:
-        assert api_tokens.list_tokens(session=session, owner_id=None) == []
+        assert api_tokens.list_tokens(session=session, actor=AUDITOR, owner_id=None) == []
 
 
 def test_naive_expiry_is_refused(people: dict[str, UserPublic]) -> None:
@@ -346,9 +347,9 @@ def test_list_tokens_newest_first_with_owner_filter(people: dict[str, UserPublic
     third = _token(people["op"], name="third")
 
     with session_scope() as session:
-        everyone = api_tokens.list_tokens(session=session, owner_id=None)
-        ops = api_tokens.list_tokens(session=session, owner_id=people["op"].id)
-        nobody = api_tokens.list_tokens(session=session, owner_id=people["admin"].id)
+        everyone = api_tokens.list_tokens(session=session, actor=AUDITOR, owner_id=None)
+        ops = api_tokens.list_tokens(session=session, actor=AUDITOR, owner_id=people["op"].id)
+        nobody = api_tokens.list_tokens(session=session, actor=AUDITOR, owner_id=people["admin"].id)
 
     assert [t.id for t in everyone] == [third.info.id, second.info.id, first.info.id]
     assert [t.name for t in ops] == ["third", "first"]

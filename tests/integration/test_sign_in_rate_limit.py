@@ -6,6 +6,7 @@ and unlock by themselves."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,11 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from sqlalchemy import text
 
-from app.db import session_scope
+from app.db import get_engine, session_scope
 from app.errors import InvalidCredentials, SignInLocked, ValidationFailed
 from app.models.users import Principal, Role, UserPublic
-from app.services import ratelimit
+from app.services import audit, ratelimit
 from app.services import users as user_store
 from app.services.auth import (
     SignIn,
@@ -351,3 +353,25 @@ async def test_a_refused_new_password_is_not_a_guess(
             )
         assert "current_password" not in raised.value.details["fields"]
     await _try(redis_client, PASSWORD)
+
+
+@pytest.mark.parametrize("redis_up", [True, False])
+async def test_a_password_typed_as_the_email_is_counted_but_never_stored(
+    taskdeck: Path, redis_client: aioredis.Redis, redis_up: bool
+) -> None:
+    """People paste their password into the email field. Those tries count
+    towards the limits like any other (with or without Redis), but the log
+    keeps a digest, not the text."""
+    typed = "My Secret Pass Phrase 9"
+    redis = redis_client if redis_up else None
+    await _fail(redis, ratelimit.MAX_FAILURES, email=typed)
+
+    with pytest.raises(SignInLocked):
+        await _try(redis, WRONG, email=typed)
+    with get_engine().connect() as connection:
+        dump = json.dumps(
+            [dict(row) for row in connection.execute(text("SELECT * FROM audit_events")).mappings()],
+            default=str,
+        )
+    assert typed.lower() not in dump.lower()
+    assert audit.NOT_AN_EMAIL_PREFIX in dump

@@ -75,3 +75,31 @@ async def test_signing_out_forgets_the_cookie_and_the_client_token(taskdeck: Pat
         assert _destination(page) == "/login"
         assert f'{SESSION_COOKIE}=""' in page.headers["set-cookie"]
         assert "Max-Age=0" in page.headers["set-cookie"]
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+async def test_another_sites_link_neither_signs_in_nor_out(taskdeck: Path, site: str) -> None:
+    """Login CSRF: a link to the attacker's own ticket must not sign the
+    victim into the attacker's account; nor may a link sign anyone out."""
+    transport = httpx.ASGITransport(app=create_browser_session_app())
+    headers = {"Sec-Fetch-Site": site}
+    async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
+        ticket = issue_ticket("attackers-session")
+        refused = await client.get("/ticket", params={"t": ticket}, headers=headers)
+        assert _destination(refused) == "/login"
+        assert "set-cookie" not in refused.headers
+        kept = await client.get("/signed-out", headers=headers)
+        assert _destination(kept) == "/"
+        assert "set-cookie" not in kept.headers
+
+        # Typed into the address bar, or followed from our own page: works,
+        # and the refused try did not use the ticket up.
+        for own in ("none", "same-origin"):
+            answer = await client.get(
+                "/ticket", params={"t": issue_ticket(f"own-{own}")},
+                headers={"Sec-Fetch-Site": own},
+            )
+            assert f"{SESSION_COOKIE}=own-{own}" in answer.headers["set-cookie"]
+        later = await client.get("/ticket", params={"t": ticket})
+        assert f"{SESSION_COOKIE}=attackers-session" in later.headers["set-cookie"]
+    await close_queue()

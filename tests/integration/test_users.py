@@ -27,6 +27,7 @@ from app.models.users import Principal, Role, User, UserPublic
 from app.services import passwords
 from app.services import users as user_store
 from app.services.sessions import create_session, resolve_session
+from tests.principals import AUDITOR
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +166,7 @@ def test_get_and_list_users(taskdeck: Path) -> None:
     bob = _create("bob@example.com")
 
     with session_scope() as session:
-        assert [u.email for u in user_store.list_users(session=session)] == [
+        assert [u.email for u in user_store.list_users(session=session, actor=AUDITOR)] == [
             "alice@example.com",
             "bob@example.com",
             "carol@example.com",
@@ -217,7 +218,7 @@ def test_racing_setups_make_exactly_one_admin(taskdeck: Path, same_email: bool) 
     assert len(created) == 1, results
     assert len(refused) == 3, results
     with session_scope() as session:
-        users = user_store.list_users(session=session)
+        users = user_store.list_users(session=session, actor=AUDITOR)
     assert [u.id for u in users] == [created[0].id]
     assert users[0].role is Role.ADMIN
 
@@ -282,7 +283,7 @@ def test_demoting_each_other_at_once_leaves_an_admin(taskdeck: Path) -> None:
 
     assert sum(isinstance(r, LastAdmin) for r in results) == 1, results
     with session_scope() as session:
-        admins = [u for u in user_store.list_users(session=session) if u.role is Role.ADMIN]
+        admins = [u for u in user_store.list_users(session=session, actor=AUDITOR) if u.role is Role.ADMIN]
     assert len(admins) == 1
 
 

@@ -48,6 +48,8 @@ def test_defaults_are_loopback_port_3000_and_sqlite_in_the_data_dir(
         ("TASKDECK_DATABASE_URL", "mysql://x"),
         ("TASKDECK_REDIS_URL", "http://x"),
         ("TASKDECK_LOG_LEVEL", "loud"),
+        ("TASKDECK_ALLOWED_ORIGINS", "ops.example.com"),
+        ("TASKDECK_ALLOWED_ORIGINS", "https://ops.example.com/path"),
     ],
 )
 def test_bad_value_names_the_variable_on_one_line(
@@ -196,3 +198,10 @@ def test_bad_value_in_dotenv_is_reported_like_the_environment(
         load_settings()
 
     assert caught.value.message.startswith("TASKDECK_PORT: ")
+
+
+def test_allowed_origins_are_a_comma_separated_list(
+    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKDECK_ALLOWED_ORIGINS", "https://a.example.com, http://b.example:8080")
+    assert load_settings().allowed_origins == ["https://a.example.com", "http://b.example:8080"]
