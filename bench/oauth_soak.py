@@ -3,14 +3,17 @@
 so a run of DURATION_S covers DURATION_S / LIFETIME_S token lifetimes (90
 lifetimes of a 1-hour token = 90 hours).
 
-Two token managers with their own Redis connections stand for two workers,
-each running the proactive refresher (the worker's loop: every second) while
-CALLERS tasks call a protected endpoint through the outbound client.
+The production path: the profile is created in a migrated SQLite database
+(credentials encrypted), two "workers" each run the worker's own refresher
+loop (`jobs.profiles.refresh_tokens_forever`, with the store that records
+token state in the database and publishes it) on their own Redis
+connection, and CALLERS tasks call a protected endpoint through the
+outbound client with the profile as the database resolves it.
 
     .venv/bin/python bench/oauth_soak.py [duration_s] [lifetime_s] [callers]
 
-Prints requests, 401s (must be 0), token requests, the refreshes expected
-and the median and p99 latency of a call.
+Prints requests, 401s (must be 0), token requests, the refreshes expected,
+the token state the database ends with, and the median and p99 latency.
 """
 
 from __future__ import annotations
@@ -30,12 +33,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 async def main(duration_s: float, lifetime_s: float, callers: int) -> int:
     import redis.asyncio as aioredis
 
+    from app.db import session_scope
     from app.embedded_redis import plan_embedded_redis, wait_for_redis
     from app.logging import configure_logging
-    from app.models.profiles import AuthKind, ResolvedProfile
+    from app.migrate import upgrade_to_head
+    from app.models.profiles import ProfileInput
+    from app.services import profiles as profile_store
     from app.services.oauth2 import TokenManager
     from app.services.outbound import close_http_client, send
-    from tests.integration.oauth_server import MemoryTokenStore, OAuthServer
+    from app.services.token_states import LiveTokenStateStore
+    from jobs.profiles import refresh_tokens_forever
+    from tests.integration.oauth_server import OAuthServer
 
     configure_logging(level="WARNING", log_format="console")
     data = Path(tempfile.mkdtemp(prefix="taskdeck-soak-"))
@@ -45,26 +53,29 @@ async def main(duration_s: float, lifetime_s: float, callers: int) -> int:
     server = OAuthServer(client_secret="soak-secret", expires_in=lifetime_s).start()
     try:
         wait_for_redis(plan.url)
-        profile = ResolvedProfile(
-            id=1, name="soak", base_url=server.url, headers={}, timeout_s=5, verify_tls=True,
-            auth_kind=AuthKind.OAUTH2_CLIENT_CREDENTIALS,
-            auth={"token_url": server.token_url, "client_id": server.client_id,
-                  "client_secret": "soak-secret", "scopes": [], "audience": None,
-                  "client_auth": "header"},
-        )
+        upgrade_to_head()
+        with session_scope() as session:
+            profile_id = profile_store.create_profile(
+                session=session, actor=None,
+                data=ProfileInput(
+                    name="soak", base_url=server.url, timeout_s=5,
+                    auth={"kind": "oauth2_client_credentials", "token_url": server.token_url,
+                          "client_id": server.client_id, "client_secret": "soak-secret"},
+                ),
+            ).id
+            profile = profile_store.resolve_profile(session=session, profile_id=profile_id)
         connections = [aioredis.Redis.from_url(plan.url) for _ in range(2)]
-        managers = [TokenManager(redis=c, store=MemoryTokenStore()) for c in connections]
+        workers = []
+        for connection in connections:
+            store = LiveTokenStateStore(connection)
+            workers.append({"tokens": TokenManager(redis=connection, store=store),
+                            "token_store": store})
         deadline = time.monotonic() + duration_s
         latencies_ms: list[float] = []
         statuses: dict[int, int] = {}
 
-        async def refresher(manager: TokenManager) -> None:
-            while time.monotonic() < deadline:
-                await manager.refresh_due([profile])
-                await asyncio.sleep(1.0)
-
         async def caller(index: int) -> None:
-            manager = managers[index % 2]
+            manager = workers[index % 2]["tokens"]
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 response = await send(profile, "GET", "/api/ping", tokens=manager)
@@ -72,10 +83,16 @@ async def main(duration_s: float, lifetime_s: float, callers: int) -> int:
                 statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
                 await asyncio.sleep(0.05)
 
-        await asyncio.gather(*(refresher(m) for m in managers), *(caller(i) for i in range(callers)))
+        loops = [asyncio.create_task(refresh_tokens_forever(ctx)) for ctx in workers]
+        await asyncio.gather(*(caller(i) for i in range(callers)))
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
         await close_http_client()
         for connection in connections:
             await connection.aclose()
+        with session_scope() as session:
+            final_state = profile_store.get_profile(session=session, profile_id=profile_id)
     finally:
         server.stop()
         redis_process.terminate()
@@ -90,6 +107,7 @@ async def main(duration_s: float, lifetime_s: float, callers: int) -> int:
           f"{duration_s / (0.8 * lifetime_s):.0f})")
     print(f"call latency ms: median {statistics.median(ordered):.1f}  "
           f"p99 {ordered[int(len(ordered) * 0.99) - 1]:.1f}")
+    print(f"token state in the database at the end: {final_state.token_state.status.value}")
     return 1 if server.unauthorized or statuses.get(401) else 0
 
 

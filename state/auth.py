@@ -79,6 +79,12 @@ def _refusal(state: rx.State, error: TaskdeckError) -> Any:
     return rx.toast.error(error.message)
 
 
+def _log_context(principal: Principal | None) -> Any:
+    """Log lines of the handler say whose event it was."""
+    user_id = principal.user_id if principal is not None else None
+    return structlog.contextvars.bound_contextvars(user_id=user_id)
+
+
 def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Check the session and the role on the server before the handler runs.
 
@@ -108,8 +114,9 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
                     return
                 reset = _acting.set(principal)
                 try:
-                    async for update in handler(self, *args, **kwargs):
-                        yield update
+                    with _log_context(principal):
+                        async for update in handler(self, *args, **kwargs):
+                            yield update
                 finally:
                     _acting.reset(reset)
 
@@ -123,7 +130,8 @@ def requires(permission: Permission) -> Callable[[Callable[..., Any]], Callable[
                 return refusal
             reset = _acting.set(principal)
             try:
-                return await handler(self, *args, **kwargs)
+                with _log_context(principal):
+                    return await handler(self, *args, **kwargs)
             finally:
                 _acting.reset(reset)
 

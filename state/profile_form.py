@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.errors import ValidationFailed
+from app.errors import TaskdeckError, ValidationFailed
 from app.models.profiles import (
     ALL_SECRET_FIELDS,
     PLAIN_FIELDS,
@@ -21,6 +21,8 @@ from app.services.profile_validation import clear_problem
 
 SECRET_PREFIX = "secret_"
 CLEAR_PREFIX = "clear_secret_"
+# The key of an error about the whole form (no field named).
+FORM_ERROR = "form"
 CHECKED = (True, "on", "true", "1")
 MAX_FIELD_CHARS = 8000
 
@@ -115,6 +117,11 @@ def form_values(profile: ProfilePublic) -> dict[str, str]:
 def secret_hints(profile: ProfilePublic) -> dict[str, str]:
     kind = AuthKind(profile.auth.get("kind", "none"))
     return {field: profile.auth.get(field) or "" for field in SECRET_FIELDS.get(kind, ())}
+
+
+def form_errors(error: TaskdeckError) -> dict[str, str]:
+    """The error on its fields, or under FORM_ERROR when it names none."""
+    return field_errors(error.details) or {FORM_ERROR: error.message}
 
 
 def field_errors(details: dict[str, Any]) -> dict[str, str]:

@@ -21,7 +21,7 @@ import reflex as rx
 import structlog
 
 from app.db import session_scope
-from app.errors import TaskdeckError, ValidationFailed
+from app.errors import TaskdeckError
 from app.models.profiles import AuthKind, ProfilePublic, TokenStatus
 from app.queue import get_queue_or_none
 from app.services import profiles as profile_store
@@ -29,10 +29,15 @@ from app.services.connection_tests import run_connection_test
 from app.services.events import Event, publish_quietly
 from app.services.oauth2 import token_state
 from app.services.permissions import Permission
-from app.services.token_states import forget_cached_token, profile_event, profile_topic
+from app.services.token_states import (
+    forget_cached_token,
+    profile_event,
+    profile_topic,
+    retry_token_soon,
+)
 from state.auth import acting_principal, requires
 from state.live import hub
-from state.profile_form import field_errors, form_values, secret_hints, to_input
+from state.profile_form import form_errors, form_values, secret_hints, to_input
 
 AUTH_KINDS = [kind.value for kind in AuthKind]
 # How often an open page recomputes "expires in ..." and the shown state.
@@ -208,9 +213,8 @@ class ProfilesState(rx.State):
     create_kind: str = "none"
     create_errors: dict[str, str] = {}
 
-    @rx.var
-    def all_tags(self) -> list[str]:
-        return sorted({tag for row in self.profiles for tag in row.tags})
+    # Every tag in use, whatever the filter shows.
+    all_tags: list[str] = []
 
     @rx.event
     @requires(Permission.READ)
@@ -257,11 +261,8 @@ class ProfilesState(rx.State):
                 profile_store.create_profile, data=data, actor=acting_principal(),
                 ip=self.router.session.client_ip,
             )
-        except ValidationFailed as error:
-            self.create_errors = field_errors(error.details) or {"name": error.message}
-            return None
         except TaskdeckError as error:
-            self.create_errors = field_errors(error.details) or {"name": error.message}
+            self.create_errors = form_errors(error)
             return None
         self.create_open = False
         self.create_errors = {}
@@ -273,6 +274,7 @@ class ProfilesState(rx.State):
             found = await _call(
                 profile_store.list_profiles, search=self.search or None, tag=self.tag or None
             )
+            self.all_tags = await _call(profile_store.profile_tags)
         except TaskdeckError as error:
             self.load_error = error.message
         else:
@@ -386,7 +388,7 @@ class ProfileState(rx.State):
         except TaskdeckError as error:
             async with self:
                 self.saving = False
-                self.errors = field_errors(error.details) or {"name": error.message}
+                self.errors = form_errors(error)
             return None
         except Exception as error:  # the button must never stay stuck
             log.exception("profile_save_failed", profile_id=profile_id)
@@ -398,7 +400,7 @@ class ProfileState(rx.State):
             if self._profile_id == profile_id:  # still on this profile's page
                 self.errors = {}
                 self._show(profile)
-        await forget_cached_token(await get_queue_or_none(), profile.id)
+        await retry_token_soon(await get_queue_or_none(), profile.id)
         await announce(profile, profile.id, "updated")
         return rx.toast.success("Profile saved")
 

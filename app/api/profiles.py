@@ -26,7 +26,7 @@ from app.services import profiles as profile_store
 from app.services.connection_tests import run_connection_test
 from app.services.events import publish_quietly
 from app.services.permissions import Permission
-from app.services.token_states import forget_cached_token, profile_event
+from app.services.token_states import forget_cached_token, profile_event, retry_token_soon
 from app.settings import get_settings
 
 router = APIRouter(tags=["profiles"])
@@ -115,7 +115,7 @@ async def update_profile(
         profile_store.update_profile, profile_id=profile_id, data=data, actor=principal,
         ip=_ip(request),
     )
-    await forget_cached_token(await get_queue_or_none(), profile_id)
+    await retry_token_soon(await get_queue_or_none(), profile_id)
     await _announce(profile, "updated")
     return profile
 

@@ -9,6 +9,7 @@ import reflex as rx
 from reflex.utils.format import format_queue_events
 
 from app.components.forms import field
+from state.profile_form import FORM_ERROR
 
 TOKEN_COLORS = {
     "valid": "green",
@@ -52,6 +53,15 @@ def every(seconds: int, event: rx.EventHandler, timer: str) -> rx.Component:
         on_unmount=rx.call_function(stop),
         hidden=True,
         aria_hidden="true",
+    )
+
+
+def form_error(errors: rx.Var) -> rx.Component:
+    """An error about the whole form (it names no field), above its button."""
+    message = errors.get(FORM_ERROR, "")
+    return rx.cond(
+        message != "",
+        rx.callout(message, icon="triangle_alert", color_scheme="red", role="alert", width="100%"),
     )
 
 

@@ -11,6 +11,7 @@ from app.components.panel import panel
 from app.components.profiles import (
     auth_fields,
     every,
+    form_error,
     profile_fields,
     profile_skeleton,
     token_badge,
@@ -76,6 +77,7 @@ def _create_dialog() -> rx.Component:
                     profile_fields({}, errors, True),  # type: ignore[arg-type]
                     _kind_select(ProfilesState.create_kind, ProfilesState.set_create_kind),
                     auth_fields(ProfilesState.create_kind, {}, {}, errors),  # type: ignore[arg-type]
+                    form_error(errors),
                     rx.hstack(
                         rx.dialog.close(rx.button("Cancel", variant="soft", type="button")),
                         rx.button("Create profile", type="submit"),
@@ -231,6 +233,7 @@ def _edit_form() -> rx.Component:
                 auth_fields(
                     ProfileState.kind, ProfileState.values, ProfileState.hints, ProfileState.errors
                 ),
+                form_error(ProfileState.errors),
                 rx.cond(
                     AuthState.can_run,
                     rx.button(

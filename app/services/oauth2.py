@@ -117,6 +117,8 @@ FAILED_RETRY_AFTER_S = 15.0
 # The fetch ends this long before its lock expires: time to save a rotated
 # refresh token while no other process may refresh.
 LOCK_MARGIN_S = 5.0
+# How long a stopping worker lets renewals in flight finish.
+SHUTDOWN_GRACE_S = 10.0
 
 # Delete the lock only if we still own it (it may have expired and been taken).
 _RELEASE_SCRIPT = """
@@ -416,6 +418,8 @@ class TokenManager:
         self.wait_timeout_s = wait_timeout_s
         # Renewals started by start_due_refreshes and still running, by profile id.
         self._renewals: dict[int, asyncio.Task[int | None]] = {}
+        # Rotated refresh tokens being saved (never cancelled).
+        self._saving: set[asyncio.Task[None]] = set()
 
     # ----- public -----
 
@@ -480,12 +484,21 @@ class TokenManager:
             started.append(profile.id)
         return started
 
-    async def cancel_background_refreshes(self) -> None:
-        """Stop the renewals `start_due_refreshes` started (worker shutdown)."""
+    async def cancel_background_refreshes(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop the renewals `start_due_refreshes` started (worker shutdown).
+        Those still running get `grace_s` to finish first: one cut off after
+        a rotating server answered would lose the refresh token it was
+        handed, and with it the grant. A rotated token being saved is saved
+        whatever happens (see `_keep_rotated`)."""
         tasks = list(self._renewals.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            if grace_s > 0:
+                await asyncio.wait(tasks, timeout=grace_s)
+            for task in tasks:
+                task.cancel()  # nothing for those that finished
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._saving:
+            await asyncio.gather(*self._saving, return_exceptions=True)
 
     async def token_info(self, profile: ResolvedProfile) -> TokenInfo | None:
         """Obtained and expiry times of the cached token, and its state."""
@@ -511,11 +524,18 @@ class TokenManager:
             _, line = self._choose_refresh_token(profile, await self._read_refresh(profile.id))
         return f"{TOKEN_KEY_PREFIX}{profile.id}:{_fingerprint(profile, line)}"
 
+    async def forget_failure(self, profile_id: int) -> None:
+        """After an edit: ask the token endpoint again at once rather than
+        after FAILED_RETRY_AFTER_S (the edit may be the fix). Cached tokens
+        stay: a changed auth configuration has another cache key already,
+        and the rotated refresh token must never be lost to an edit of, say,
+        the description."""
+        await self._redis.delete(FAILURE_KEY_PREFIX + str(profile_id))
+
     async def forget(self, profile_id: int) -> None:
-        """Drop the cached tokens and refresh token (the auth config changed,
-        or the profile is gone). A refresh still in flight may write its
-        token afterwards: under the old fingerprint, which a changed or
-        re-created profile does not match."""
+        """Drop the cached tokens and refresh token (the profile is gone). A
+        refresh still in flight may write its token afterwards: under the old
+        fingerprint, which a re-created profile does not match."""
         keys = [key async for key in self._redis.scan_iter(match=f"{TOKEN_KEY_PREFIX}{profile_id}:*")]
         await self._redis.delete(
             *keys, REFRESH_KEY_PREFIX + str(profile_id), FAILURE_KEY_PREFIX + str(profile_id)
@@ -834,7 +854,12 @@ class TokenManager:
         (because expires_in is missing, say) would lose the grant."""
         new = _returned_refresh_token(response)
         if new is not None and new != sent:
-            await self._rotate(profile, old=sent, new=new)
+            # Shielded: a cancelled renewal (a worker stopping) still saves
+            # it, and cancel_background_refreshes waits for that.
+            saving = asyncio.create_task(self._rotate(profile, old=sent, new=new))
+            self._saving.add(saving)
+            saving.add_done_callback(self._saving.discard)
+            await asyncio.shield(saving)
 
     async def _rotate(self, profile: ResolvedProfile, *, old: str, new: str) -> None:
         saved = await self._read_refresh(profile.id)

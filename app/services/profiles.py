@@ -229,6 +229,11 @@ def list_profiles(
     return [to_public(profile) for profile in session.exec(query).all()]
 
 
+def profile_tags(*, session: Session) -> list[str]:
+    """Every tag some profile carries, sorted (for the list's tag filter)."""
+    return sorted({tag for tags in session.exec(select(Profile.tags)).all() for tag in tags})
+
+
 def list_key(profile: ProfilePublic) -> tuple[str, int]:
     """Where a profile sorts in `list_profiles`."""
     return (name_key(profile.name), profile.id)

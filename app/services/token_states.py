@@ -26,9 +26,17 @@ def profile_event(profile: ProfilePublic, event_type: str) -> Event:
 
 
 async def forget_cached_token(redis: RedisLike | None, profile_id: int) -> None:
-    """After a change of auth settings (or a delete) the cached OAuth2 token is stale."""
+    """After a delete: the profile's OAuth2 tokens go."""
     if redis is not None:
         await TokenManager(redis=redis, store=LiveTokenStateStore(redis)).forget(profile_id)
+
+
+async def retry_token_soon(redis: RedisLike | None, profile_id: int) -> None:
+    """After an edit: a failed refresh is tried again at once (the tokens
+    themselves are kept; see TokenManager.forget_failure)."""
+    if redis is not None:
+        manager = TokenManager(redis=redis, store=LiveTokenStateStore(redis))
+        await manager.forget_failure(profile_id)
 
 
 class LiveTokenStateStore:

@@ -43,6 +43,9 @@ def test_oauth2_profile_keeps_a_valid_token_live_and_its_secret_private(
     page.on("websocket", lambda ws: ws.on("framereceived", lambda data: received.append(str(data))))
     page.goto(f"{base_url}/profiles")
     expect(page.get_by_role("heading", name="Profiles", exact=True)).to_be_visible()
+    # A slow token endpoint: the page must first show the token being
+    # fetched, then valid, by itself.
+    oauth.token_delay_s = 3
 
     page.get_by_role("button", name="New profile").click()
     dialog = page.get_by_role("dialog", name="New profile")
@@ -57,10 +60,14 @@ def test_oauth2_profile_keeps_a_valid_token_live_and_its_secret_private(
     dialog.get_by_label("Scopes (space-separated)").fill("read write")
     dialog.get_by_role("button", name="Create profile").click()
     expect(page).to_have_url(re.compile(r"/profiles/\d+/?$"))
+    page.evaluate("window.__no_reload = true")  # a reload would wipe it
 
     # The worker fetches a token by itself; the badge changes without a reload.
     badge = page.locator(".token-status").first
+    expect(badge).to_have_text("refreshing token", timeout=10_000)
     expect(badge).to_have_text("token valid", timeout=20_000)
+    assert page.evaluate("window.__no_reload") is True
+    oauth.token_delay_s = 0
     # Relative to now, not a timestamp.
     expect(page.locator(".token-detail").first).to_have_text("expires in under a minute")
     first_requests = oauth.token_requests

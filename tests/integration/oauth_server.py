@@ -22,6 +22,8 @@ form); token requests are also counted in `token_requests`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import base64
 import json
 import secrets
@@ -308,7 +310,9 @@ class MemoryTokenStore:
     ) -> None:
         self.records.append((profile_id, status, expires_at, error))
 
-    async def store_refresh_token(self, profile_id: int, refresh_token: str) -> None:
+    async def store_refresh_token(
+        self, profile_id: int, refresh_token: str, *, replaces_sha256: Collection[str] = ()
+    ) -> None:
         self.refresh_tokens.setdefault(profile_id, []).append(refresh_token)
 
     def statuses(self, profile_id: int) -> list[TokenStatus]:

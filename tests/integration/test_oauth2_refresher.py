@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,7 +86,7 @@ async def test_a_slow_endpoint_does_not_hold_up_the_others(
         assert await tokens.start_due_refreshes([stuck, quick]) == []
         assert len(slow.seen("/token")) == 1
     finally:
-        await tokens.cancel_background_refreshes()
+        await tokens.cancel_background_refreshes(grace_s=0)
 
 
 async def test_the_worker_loop_keeps_renewing_while_one_endpoint_hangs(
@@ -111,3 +111,73 @@ async def test_the_worker_loop_keeps_renewing_while_one_endpoint_hangs(
 
     assert fast.token_requests >= 3  # at 0, ~1.6 and ~3.2 s
     assert len(slow.seen("/token")) == 1
+
+
+def _rotating(server: OAuthServer, profile_id: int, refresh_token: str) -> ResolvedProfile:
+    auth = {
+        "token_url": server.token_url, "client_id": server.client_id, "client_secret": SECRET,
+        "refresh_token": refresh_token, "scopes": [], "client_auth": "header",
+    }
+    return ResolvedProfile(
+        id=profile_id, name=f"p{profile_id}", base_url=server.url, headers={}, timeout_s=10,
+        verify_tls=True, auth_kind=AuthKind.OAUTH2_REFRESH_TOKEN, auth=auth,
+    )
+
+
+@pytest.fixture
+def rotating() -> Iterator[OAuthServer]:
+    running = OAuthServer(client_secret=SECRET, rotate_refresh_tokens=True).start()
+    running.refresh_tokens.add("rt-first-4242")
+    yield running
+    running.stop()
+
+
+async def test_a_stopping_worker_lets_a_renewal_in_flight_keep_its_new_refresh_token(
+    redis: Redis, rotating: OAuthServer
+) -> None:
+    """The server rotates (and revokes the token sent) as it answers; a
+    worker stopping meanwhile must not lose the new one."""
+    rotating.token_delay_s = 1.0
+    store = MemoryTokenStore()
+    tokens = TokenManager(redis=redis, store=store)
+    profile = _rotating(rotating, 3, "rt-first-4242")
+    assert await tokens.start_due_refreshes([profile]) == [3]
+    await asyncio.sleep(0.3)  # asking
+
+    await tokens.cancel_background_refreshes()
+
+    [kept] = store.refresh_tokens[3]
+    assert kept in rotating.refresh_tokens and "rt-first-4242" not in rotating.refresh_tokens
+    # Another worker (a new manager, the profile as stored before) goes on with it.
+    later = TokenManager(redis=redis, store=store)
+    assert await later.refresh(profile, force=True)
+    assert len(store.refresh_tokens[3]) == 2
+
+
+class SlowSavingStore(MemoryTokenStore):
+    """Saving a rotated refresh token takes a while (a busy database)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.saving = asyncio.Event()
+
+    async def store_refresh_token(
+        self, profile_id: int, refresh_token: str, *, replaces_sha256: Collection[str] = ()
+    ) -> None:
+        self.saving.set()
+        await asyncio.sleep(0.5)
+        await super().store_refresh_token(profile_id, refresh_token)
+
+
+async def test_a_renewal_cancelled_while_saving_the_new_refresh_token_still_saves_it(
+    redis: Redis, rotating: OAuthServer
+) -> None:
+    store = SlowSavingStore()
+    tokens = TokenManager(redis=redis, store=store)
+    assert await tokens.start_due_refreshes([_rotating(rotating, 4, "rt-first-4242")]) == [4]
+    await asyncio.wait_for(store.saving.wait(), 10)
+
+    await tokens.cancel_background_refreshes(grace_s=0)  # cut off at once
+
+    [kept] = store.refresh_tokens[4]
+    assert kept in rotating.refresh_tokens

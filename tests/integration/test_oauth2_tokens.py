@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,11 +73,11 @@ class RotationStore(MemoryTokenStore):
         super().__init__()
         self.replaces: dict[int, list[frozenset[str]]] = {}
 
-    async def store_refresh_token(  # type: ignore[override]
-        self, profile_id: int, refresh_token: str, *, replaces_sha256: frozenset[str]
+    async def store_refresh_token(
+        self, profile_id: int, refresh_token: str, *, replaces_sha256: Collection[str] = ()
     ) -> None:
         await super().store_refresh_token(profile_id, refresh_token)
-        self.replaces.setdefault(profile_id, []).append(replaces_sha256)
+        self.replaces.setdefault(profile_id, []).append(frozenset(replaces_sha256))
 
 
 @pytest.fixture

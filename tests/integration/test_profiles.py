@@ -669,3 +669,11 @@ def test_postgres_names_search_and_tags(postgres_taskdeck: str) -> None:
         _create("ALPHA")
     with session_scope() as session:
         assert store.rotate_credentials(session=session) == 1
+
+
+def test_profile_tags_lists_every_tag_whatever_the_filter(taskdeck: Path) -> None:
+    _create("A", tags=["billing", "prod"])
+    _create("B", tags=["prod", "crm"])
+    _create("C")
+    with session_scope() as session:
+        assert store.profile_tags(session=session) == ["billing", "crm", "prod"]

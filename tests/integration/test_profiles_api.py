@@ -341,3 +341,34 @@ async def test_null_clears_an_optional_secret(
     assert answer.json()["auth"]["refresh_token"] == profile["auth"]["refresh_token"]
     assert _stored_auth(profile["id"])["client_secret"] is None
     assert _stored_auth(profile["id"])["refresh_token"] == "rt-Refresh-Token-4242"
+
+
+async def test_an_edit_keeps_the_token_unless_the_auth_changed(
+    clients: dict[str, httpx.AsyncClient], oauth: OAuthServer, worker: None
+) -> None:
+    """Editing the description must not throw the token away (the next call
+    would wait for a new one, and a rotated refresh token kept only in Redis
+    would be lost); a new client secret must not reuse the old token."""
+    operator = clients["operator"]
+    profile = (await operator.post("/profiles", json=_oauth_profile(oauth))).json()
+    url = f"/profiles/{profile['id']}"
+
+    async def test_ok() -> None:
+        answer = await operator.post(f"{url}/test", json={"path": "/api/ping"})
+        assert answer.status_code == 200 and answer.json()["ok"] is True, answer.text
+
+    await test_ok()
+    assert oauth.token_requests == 1
+    described = {**_oauth_profile(oauth), "description": "Invoices and refunds",
+                 "auth": profile["auth"]}
+    assert (await operator.put(url, json=described)).status_code == 200
+    await test_ok()
+    assert oauth.token_requests == 1
+
+    with oauth.lock:
+        oauth.client_secret = "a-brand-new-client-secret"
+    new_secret = {**described, "auth": {**profile["auth"],
+                                        "client_secret": "a-brand-new-client-secret"}}
+    assert (await operator.put(url, json=new_secret)).status_code == 200
+    await test_ok()
+    assert oauth.token_requests == 2

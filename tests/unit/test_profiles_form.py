@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.errors import ValidationFailed
-from state.profile_form import field_errors, to_input
+from app.errors import SecretUnreadable, ValidationFailed
+from state.profile_form import FORM_ERROR, field_errors, form_errors, to_input
 
 FORM: dict[str, Any] = {
     "name": "Billing",
@@ -52,3 +52,10 @@ def test_a_required_secret_cannot_be_cleared(kind: str, field: str) -> None:
 
     errors = field_errors(caught.value.details)
     assert "cannot be cleared" in errors[f"secret_{field}"]
+
+
+def test_an_error_naming_no_field_is_an_error_of_the_form() -> None:
+    unreadable = SecretUnreadable("The credentials cannot be read", details={"profile_id": 3})
+    assert form_errors(unreadable) == {FORM_ERROR: "The credentials cannot be read"}
+    named = ValidationFailed("Please correct: name", details={"fields": {"name": "Too long"}})
+    assert form_errors(named) == {"name": "Too long"}
