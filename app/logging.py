@@ -27,7 +27,10 @@ def _shared_processors() -> list[Any]:
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
-        # Tracebacks become text before redaction, so secrets in them are masked too.
+        # Tracebacks become text before redaction, so the masking of text
+        # applies to them: URL user-info, secret `name=value` pairs,
+        # Authorization and Bearer credentials. A secret in an exception
+        # message in any other shape stays (redact_event masks by name).
         structlog.processors.format_exc_info,
         redact_event,
     ]

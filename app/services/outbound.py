@@ -27,6 +27,12 @@ A 401 on an OAuth2 profile refreshes the token once (only if the rejected
 token is still the cached one, so concurrent 401s cause one refresh) and
 repeats the request once; a second 401 is returned to the caller.
 
+`send(..., stream=True)` returns as soon as the headers are in and leaves
+the body unread (as httpx's `send(stream=True)`): the caller reads what it
+needs and must `aclose()` the response, or its connection stays out of the
+pool. The responses `send` drops on the way (one answered 503 that is
+retried, a rejected 401) it closes itself.
+
 Log lines and error messages carry the URL without its query string (an API
 key may ride there) and never a header.
 """
@@ -34,8 +40,10 @@ key may ride there) and never a header.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 import time
+from contextlib import aclosing
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -84,6 +92,12 @@ MAX_RETRY_AFTER_S = 60.0
 BACKOFF_MULTIPLIER_S = 0.2
 MAX_BACKOFF_S = 10.0
 EXCERPT_CHARS = 300
+# How much of a body "test connection" reads: masked whole, then cut to
+# EXCERPT_CHARS. Far more than EXCERPT_CHARS (at most 4 bytes each in UTF-8)
+# plus any secret in its longest echoed form (\uXXXX, %XX%XX: 6 to 12
+# characters per character), so no secret starting in the excerpt crosses
+# the end of what was read. Masking 64 KiB takes about 10 ms.
+EXCERPT_READ_BYTES = 64 * 1024
 _ABSOLUTE = re.compile(r"^\s*([a-zA-Z][a-zA-Z0-9+.-]*:)?[/\\]{2}")
 
 
@@ -271,15 +285,19 @@ def _wait(state: RetryCallState) -> float:
     return _backoff(state)
 
 
-def _log_retry(method: str, where: str) -> Any:
-    def before_sleep(state: RetryCallState) -> None:
+def _before_retry(method: str, where: str) -> Any:
+    """Log the retry, and close the response it drops (a streamed one would
+    hold its connection otherwise; closing a read one does nothing)."""
+
+    async def before_sleep(state: RetryCallState) -> None:
         outcome = state.outcome
         assert outcome is not None
-        reason = (
-            type(outcome.exception()).__name__
-            if outcome.failed
-            else f"status {outcome.result().status_code}"
-        )
+        if outcome.failed:
+            reason = type(outcome.exception()).__name__
+        else:
+            dropped: httpx.Response = outcome.result()
+            reason = f"status {dropped.status_code}"
+            await dropped.aclose()
         wait_s = state.next_action.sleep if state.next_action else None
         log.info(
             "outbound_retry",
@@ -306,12 +324,14 @@ async def send(
     idempotency_key: str | None = None,
     max_attempts: int = 3,
     client: httpx.AsyncClient | None = None,
+    stream: bool = False,
 ) -> httpx.Response:
     """Send one request to the profile's API, with retries for transient
     failures (see the module docstring). Returns the last response, also
     4xx/5xx; raises OutboundError when no response came at all, and
     TokenRefreshFailed when an OAuth2 token cannot be had. `client` replaces
-    the shared client (tests)."""
+    the shared client (tests). With `stream`, the body is left unread and
+    the caller must `aclose()` the response."""
     method = method.upper()
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
@@ -338,14 +358,14 @@ async def send(
             content=content,
             idempotency_key=idempotency_key,
         )
-        return await http.send(request, auth=auth)
+        return await http.send(request, auth=auth, stream=stream)
 
     retrying = AsyncRetrying(
         stop=stop_after_attempt(max_attempts),
         wait=_wait,
         retry=_retry_predicate(safe_to_repeat),
         retry_error_callback=_last_outcome,
-        before_sleep=_log_retry(method, where),
+        before_sleep=_before_retry(method, where),
     )
     started = time.perf_counter()
     try:
@@ -353,6 +373,7 @@ async def send(
         response: httpx.Response = await retrying(attempt, token)
         if response.status_code == 401 and oauth2 and tokens:
             log.info("outbound_token_rejected", method=method, url=where, profile_id=profile.id)
+            await response.aclose()
             token = await tokens.refresh(profile, force=True, rejected_token=token)
             response = await retrying(attempt, token)
     except httpx.HTTPError as error:
@@ -381,14 +402,21 @@ async def test_connection(
 ) -> dict[str, Any]:
     """GET the profile's base URL (or `path`) once and describe the outcome:
     {"ok", "status_code", "latency_ms", "excerpt", "error"}. Never raises for
-    network or token failures: they go to "error" with ok False."""
+    network or token failures: they go to "error" with ok False.
+
+    latency_ms is the time until the response headers came (getting the
+    token included), not until the whole body did: only the first
+    EXCERPT_READ_BYTES of the body are read. A longer body is left unread and
+    its connection dropped, not returned to the pool."""
     started = time.perf_counter()
 
     def elapsed_ms() -> int:
         return round((time.perf_counter() - started) * 1000)
 
     try:
-        response = await send(profile, "GET", path, tokens=tokens, max_attempts=1, client=client)
+        response = await send(
+            profile, "GET", path, tokens=tokens, max_attempts=1, client=client, stream=True
+        )
     except OutboundError as error:
         return {
             "ok": False,
@@ -408,23 +436,55 @@ async def test_connection(
     latency_ms = elapsed_ms()
     status = response.status_code
     ok = 200 <= status < 400
+    error_text = None if ok else f"The API answered {status} {response.reason_phrase}".rstrip()
+    try:
+        body, complete = await _read_prefix(response, EXCERPT_READ_BYTES)
+    except httpx.HTTPError as error:
+        # Headers came, the body broke off (a read timeout, a dropped connection).
+        body, complete = b"", False
+        ok = False
+        name = type(error).__name__
+        error_text = f"The API answered {status}, then the body could not be read: {name}"
+        log.warning(
+            "outbound_body_failed", method="GET", url=loggable_url(response.url), error=name
+        )
+    finally:
+        await response.aclose()
     return {
         "ok": ok,
         "status_code": status,
         "latency_ms": latency_ms,
-        "excerpt": _excerpt(response, profile),
-        "error": None if ok else f"The API answered {status} {response.reason_phrase}".rstrip(),
+        "excerpt": _excerpt(body, complete, response, profile),
+        "error": error_text,
     }
 
 
-def _excerpt(response: httpx.Response, profile: ResolvedProfile) -> str:
-    """The start of the body with credentials masked. The WHOLE body is
-    masked before the cut: a secret crossing the cut would otherwise keep
-    its prefix."""
+async def _read_prefix(response: httpx.Response, limit_bytes: int) -> tuple[bytes, bool]:
+    """The first `limit_bytes` of the (decompressed) body, and whether that
+    is all of it. Stops reading there; the caller closes the response."""
+    chunks: list[bytes] = []
+    size = 0
+    async with aclosing(response.aiter_bytes()) as body:
+        async for chunk in body:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit_bytes:
+                return b"".join(chunks)[:limit_bytes], False
+    return b"".join(chunks), True
+
+
+def _excerpt(
+    body: bytes, complete: bool, response: httpx.Response, profile: ResolvedProfile
+) -> str:
+    """The start of `body` (the first bytes of the response) with credentials
+    masked. ALL of `body` is masked before the cut to EXCERPT_CHARS: a secret
+    crossing the cut would otherwise keep its prefix."""
     try:
-        text = response.text
-    except (UnicodeDecodeError, LookupError):
-        text = response.content.decode("utf-8", errors="replace")
+        decoder = codecs.getincrementaldecoder(response.encoding or "utf-8")(errors="replace")
+    except LookupError:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    # A cut body may end inside a character: an incomplete one is left out.
+    text = decoder.decode(body, final=complete)
     return scrub_secrets(text, _credentials_sent(profile, response.request), limit=EXCERPT_CHARS)
 
 

@@ -4,10 +4,13 @@ and what "test connection" answers."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from structlog.testing import capture_logs
 
@@ -216,3 +219,159 @@ async def test_excerpt_is_at_most_300_characters(server: OAuthServer) -> None:
 
     assert result["ok"] is True
     assert len(result["excerpt"]) == 300
+
+
+# ----- "test connection" reads a bounded prefix of a large body -----
+
+BIG_BODY_BYTES = 32 * 1024 * 1024  # more than loopback socket buffers hold
+CHUNK_BYTES = 64 * 1024
+
+
+class BigBodyServer:
+    """Answers every GET with BIG_BODY_BYTES of text that starts by echoing
+    the Authorization header (once near the start, once across the 300th
+    character), and records, per request, the body bytes it managed to send
+    before the client hung up."""
+
+    def __init__(self) -> None:
+        self.sent_bytes: list[int] = []
+        self.done = threading.Semaphore(0)  # released when a handler stops sending
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:
+                sent = 0
+                head = f"echo {self.headers.get('Authorization', '')} ".encode()
+                head = head.ljust(290, b"x") + self.headers.get("Authorization", "").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(BIG_BODY_BYTES))
+                self.end_headers()
+                filler = b"y" * CHUNK_BYTES
+                try:
+                    self.wfile.write(head)
+                    sent += len(head)
+                    while sent < BIG_BODY_BYTES:
+                        chunk = filler[: BIG_BODY_BYTES - sent]
+                        self.wfile.write(chunk)
+                        sent += len(chunk)
+                except (BrokenPipeError, ConnectionResetError):  # the client closed
+                    self.close_connection = True
+                finally:
+                    server.sent_bytes.append(sent)
+                    server.done.release()
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def __enter__(self) -> BigBodyServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+
+class CountingStream(httpx.AsyncByteStream):
+    """A response body as it comes off the connection: counts the bytes
+    the client pulled and whether it was closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+        self.bytes_read = 0
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self.bytes_read += len(chunk)
+            yield chunk
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self._inner.aclose()
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real HTTP transport (and pool), with each body wrapped in a
+    CountingStream."""
+
+    def __init__(self, *, max_connections: int = 10) -> None:
+        self._inner = httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=max_connections)
+        )
+        self.streams: list[CountingStream] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        stream = CountingStream(response.stream)
+        self.streams.append(stream)
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=stream,
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_test_connection_reads_a_masked_prefix_of_a_large_body() -> None:
+    token = "tok-" + "Zq9" * 8
+    transport = CountingTransport()
+    with BigBodyServer() as server:
+        async with httpx.AsyncClient(transport=transport) as client:
+            result = await outbound.test_connection(
+                _profile(server.url, AuthKind.BEARER, token=token), tokens=None, client=client
+            )
+        assert server.done.acquire(timeout=10)  # the handler saw the client go
+
+    # Masked whole, then cut: the header crossing the 300th character leaves no prefix.
+    sent = f"Bearer {token}"
+    body_start = f"echo {sent} ".ljust(290, "x") + sent + "y" * 300
+    expected = body_start.replace(sent, "[redacted]")[: outbound.EXCERPT_CHARS]
+    assert result["excerpt"] == expected
+    assert "tok-" not in result["excerpt"] and "Bearer" not in result["excerpt"]
+    assert result["ok"] is True and result["status_code"] == 200 and result["error"] is None
+    # At most the prefix and the one network read (64 KiB) that went past it.
+    [stream] = transport.streams
+    assert stream.bytes_read <= outbound.EXCERPT_READ_BYTES + CHUNK_BYTES
+    assert stream.closed
+    assert server.sent_bytes[0] < BIG_BODY_BYTES  # the rest was never sent
+
+
+async def test_large_bodies_give_their_connections_back() -> None:
+    """Three test connections in a row through a one-connection pool: each
+    finds the connection free, and each response was closed by test_connection
+    itself (not left to the garbage collector)."""
+    transport = CountingTransport(max_connections=1)
+    with BigBodyServer() as server:
+        async with httpx.AsyncClient(transport=transport) as client:
+            profile = _profile(server.url, timeout_s=2)
+            results = [
+                await outbound.test_connection(profile, tokens=None, client=client)
+                for _ in range(3)
+            ]
+
+        for _ in results:
+            assert server.done.acquire(timeout=10)
+
+    assert [result["error"] for result in results] == [None, None, None]
+    assert len(server.sent_bytes) == 3
+    assert all(sent < BIG_BODY_BYTES for sent in server.sent_bytes)
+    assert len(transport.streams) == 3 and all(stream.closed for stream in transport.streams)

@@ -22,7 +22,16 @@ import structlog
 
 import app.logging as app_logging
 from app.logging import configure_logging
-from app.redaction import REDACTED, basic_credential, redact_event, redact_url, scrub_secrets
+from app.models.profiles import ALL_SECRET_FIELDS, PLAIN_FIELDS, SECRET_FIELDS, AuthKind
+from app.redaction import (
+    REDACTED,
+    basic_credential,
+    redact_event,
+    redact_text,
+    redact_url,
+    scrub_secrets,
+    secrets_pattern,
+)
 
 # The root logger and the library loggers configure_logging() takes over.
 _CONFIGURED_LOGGERS = ("", "arq", "granian", "_granian", "alembic", "httpx")
@@ -152,6 +161,121 @@ def test_redact_event_keeps_empty_and_non_secret_values() -> None:
     assert out == {"password": "", "token_count": 3, "secret": None}
 
 
+@pytest.mark.parametrize("kind", [kind for kind in AuthKind if SECRET_FIELDS[kind]])
+def test_every_secret_field_of_an_auth_mapping_is_masked(kind: AuthKind) -> None:
+    """ProfileInput.auth as a form sends it: the secret fields go, whatever
+    they are called (the api_key kind's is plain `value`), the plain ones stay."""
+    auth = {"kind": kind.value, **{name: f"plain-{name}" for name in PLAIN_FIELDS[kind]}}
+    auth |= {name: f"sk-live-{name}" for name in SECRET_FIELDS[kind]}
+
+    out = redact_event(None, "info", {"event": "profile_saved", "auth": auth})
+
+    assert "sk-live" not in repr(out)
+    assert out["auth"] == {
+        key: REDACTED if key in ALL_SECRET_FIELDS else value for key, value in auth.items()
+    }
+
+
+def test_auth_mappings_are_found_at_any_depth_and_in_lists() -> None:
+    out = redact_event(
+        None,
+        "info",
+        {
+            "event": "x",
+            "profile": {"name": "api", "auth": {"kind": "api_key", "value": "sk-live-1"}},
+            "profiles": [{"AUTH": {"value": "sk-live-2"}}],
+            "auth": [{"value": "sk-live-3"}],
+        },
+    )
+
+    assert "sk-live" not in repr(out)
+    assert out["profile"]["name"] == "api"
+
+
+def test_a_value_key_outside_an_auth_mapping_is_kept() -> None:
+    """`value`, `token` as a count... common keys stay unless a credentials
+    mapping holds them."""
+    event = {"event": "x", "value": "42", "setting": {"value": "dark"}, "auth_kind": "api_key"}
+
+    assert redact_event(None, "info", event) == event
+
+
+def test_header_names_that_carry_a_key_are_masked_in_a_headers_mapping() -> None:
+    """The api_key kind sends the key under a header name the user chose."""
+    headers = {
+        "Ocp-Apim-Subscription-Key": "k1",
+        "X-Auth": "k2",
+        "X-Session": "k3",
+        "Idempotency-Key": "run-42",
+        "WWW-Authenticate": 'Bearer error="invalid_token"',
+        "Accept": "application/json",
+    }
+
+    out = redact_event(None, "info", {"event": "x", "headers": headers})
+
+    assert out["headers"] == {
+        "Ocp-Apim-Subscription-Key": REDACTED,
+        "X-Auth": REDACTED,
+        "X-Session": REDACTED,
+        "Idempotency-Key": "run-42",
+        "WWW-Authenticate": 'Bearer error="invalid_token"',
+        "Accept": "application/json",
+    }
+    # Outside a headers mapping, a key named like that is nothing special.
+    assert redact_event(None, "info", {"session": 3}) == {"session": 3}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "GET https://h/x?api_key=K1&page=2&key=K2 failed",
+            f"GET https://h/x?api_key={REDACTED}&page=2&key={REDACTED} failed",
+        ),
+        (
+            "body grant_type=refresh_token&refresh_token=rt-9&client_secret=cs-1&client_id=c",
+            f"body grant_type=refresh_token&refresh_token={REDACTED}"
+            f"&client_secret={REDACTED}&client_id=c",
+        ),
+        ("password=hunter2 token_count=3", f"password={REDACTED} token_count=3"),
+        ("sent Authorization: Basic dXNlcjpwYXNz,", f"sent Authorization: Basic {REDACTED},"),
+        ("{'authorization': 'Bearer abc'}", f"{{'authorization': 'Bearer {REDACTED}'}}"),
+        ("with Bearer eyJhbGciOiJIUzI1NiJ9.e30.x", f"with Bearer {REDACTED}"),
+        ("Bearer token expired; authorization failed", None),
+        ("redis://:pw@h:1/0", f"redis://{REDACTED}@h:1/0"),
+    ],
+    ids=["query", "form", "message", "header-line", "header-repr", "bearer", "prose", "url"],
+)
+def test_redact_text_masks_secrets_written_into_text(text: str, expected: str | None) -> None:
+    assert redact_text(text) == (text if expected is None else expected)
+
+
+def test_a_query_key_in_an_exception_is_masked(json_logs: Any) -> None:
+    """A library error may carry the full URL, query string and all."""
+    try:
+        raise ValueError("bad answer for https://api.example.com/x?api_key=sk-live-exc")
+    except ValueError:
+        structlog.get_logger("test").exception("outbound_unexpected")
+
+    line = json_logs()[0]
+    assert "sk-live-exc" not in json.dumps(line)
+    assert "https://api.example.com/x?api_key=" in line["exception"]
+
+
+def test_an_api_key_profile_logged_whole_is_masked(json_logs: Any) -> None:
+    """Through the real chain: the api_key kind's `value` was printed as is."""
+    structlog.get_logger("test").info(
+        "profile_saved",
+        auth={"kind": "api_key", "header": "X-Key", "param": None, "value": "sk-live-xyz"},
+        value="unrelated",
+    )
+
+    line = json_logs()[0]
+    assert "sk-live-xyz" not in json.dumps(line)
+    assert line["auth"] == {"kind": "api_key", "header": "X-Key", "param": None, "value": REDACTED}
+    assert line["value"] == "unrelated"
+
+
 # ----- secrets a server echoes back -----
 
 ECHOED = 'S3cr+t/Va lue"q\\x-é'
@@ -219,3 +343,14 @@ def test_scrub_secrets_survives_collapsed_whitespace() -> None:
     """Callers collapse whitespace after masking: a secret with a space,
     echoed with a newline, is masked all the same."""
     assert scrub_secrets("got two\n  words!", ["two words"]) == f"got {REDACTED}!"
+
+
+def test_the_pattern_of_a_set_of_secrets_is_built_once() -> None:
+    """The same secrets, in any order and with values too short to mask,
+    give the same compiled pattern: it is cached, not rebuilt per call."""
+    first = secrets_pattern(["secret-one", "secret-two", None, "ab"])
+
+    assert first is not None
+    assert secrets_pattern(["secret-two", "secret-one", "secret-one"]) is first
+    assert secrets_pattern(["secret-one"]) is not first
+    assert secrets_pattern([None, "", "ab"]) is None
