@@ -15,11 +15,36 @@ from app.errors import TaskdeckError
 from app.settings import Settings, get_settings
 
 WEB_READY_TIMEOUT_S = 600.0
+# How long a worker or `taskdeck run` waits for the configured Redis at start
+# (it may be starting alongside); the web server only glances, it copes without.
+REDIS_START_TIMEOUT_S = 5.0
+WEB_REDIS_PROBE_S = 1.0
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"taskdeck: error: {message}", err=True)
     sys.exit(code)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"taskdeck: warning: {message}", err=True)
+
+
+def _redis_problem(url: str, timeout_s: float) -> str | None:
+    """Why the Redis at `url` cannot be used, in one line naming the setting, or None."""
+    from app.embedded_redis import RedisUnreachable, probe_redis
+
+    try:
+        probe_redis(url, timeout_s=timeout_s)
+    except RedisUnreachable as error:
+        return f"TASKDECK_REDIS_URL: {error}"
+    return None
+
+
+def _require_redis(url: str) -> None:
+    """Exit 1 with one line unless the configured Redis answers."""
+    if problem := _redis_problem(url, REDIS_START_TIMEOUT_S):
+        _fail(problem, code=1)
 
 
 def _settings() -> Settings:
@@ -44,8 +69,14 @@ def _migrate() -> str | None:
         _fail(f"cannot open the database: {type(error).__name__}: {error}", code=1)
 
 
-def _prepare_server() -> Settings:
-    """Settings, a free port and a migrated database, or one clear line and exit."""
+def _prepare_server(*, redis_required: bool) -> Settings:
+    """Settings, a free port, a Redis that answers (if one is configured) and
+    a migrated database, or one clear line and exit.
+
+    Without `redis_required` an unreachable Redis is only a warning: the web
+    server serves everything from the database and catches up when Redis is
+    back (ARCHITECTURE.md, "Degradation").
+    """
     from app.runtime import ensure_port_free
 
     settings = _settings()
@@ -53,6 +84,12 @@ def _prepare_server() -> Settings:
         ensure_port_free(settings.host, settings.port)
     except TaskdeckError as error:
         _fail(error.message, code=1)
+    if settings.redis_url:
+        if redis_required:
+            _require_redis(settings.redis_url)
+        elif problem := _redis_problem(settings.redis_url, WEB_REDIS_PROBE_S):
+            _warn(f"{problem}; starting anyway: live updates wait and runs stay "
+                  "queued until it answers")
     _migrate()
     return settings
 
@@ -75,6 +112,7 @@ def worker() -> None:
     settings = _settings()
     if not settings.redis_url:
         _fail("TASKDECK_REDIS_URL is not set: a worker needs the shared Redis", code=2)
+    _require_redis(settings.redis_url)
     from jobs.worker import run_worker
 
     run_worker()
@@ -85,7 +123,7 @@ def web() -> None:
     """Run the web server (UI, websocket and /api/v1) on TASKDECK_HOST:TASKDECK_PORT."""
     from app.runtime import PROJECT_ROOT, reflex_environment, settings_environment
 
-    settings = _prepare_server()
+    settings = _prepare_server(redis_required=False)
     os.environ.update(settings_environment(settings))
     os.environ.update(reflex_environment())
     os.chdir(PROJECT_ROOT)
@@ -244,7 +282,9 @@ def run() -> None:
     from app.runtime import settings_environment, taskdeck_command
     from app.supervisor import ChildSpec, Supervisor
 
-    settings = _prepare_server()
+    # A given Redis must answer before anything starts: the worker cannot
+    # run without it (the embedded one is waited for as the first child).
+    settings = _prepare_server(redis_required=True)
 
     children: list[ChildSpec] = []
     child_env = {**os.environ, **settings_environment(settings)}

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-from app.errors import DatabaseUnavailable
+from app.errors import DatabaseUnavailable, SettingsError
 from app.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -32,12 +32,29 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def make_engine(database_url: str) -> Engine:
-    """Create an engine for `database_url`, preparing SQLite files and pragmas."""
+def _make_sqlite_folder(folder: Path, setting: str) -> None:
+    """Create the folder of a SQLite file, or raise SettingsError naming `setting`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        # mkdir reports a file in the way as "File exists" or "Not a
+        # directory" about some ancestor: name the file itself.
+        blocker = next(
+            (p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None
+        )
+        why = f"{blocker} is a file, not a folder" if blocker else f"{folder}: {error.strerror}"
+        raise SettingsError(f"{setting}: cannot create the database's folder ({why})") from None
+
+
+def make_engine(database_url: str, *, setting: str = "TASKDECK_DATABASE_URL") -> Engine:
+    """Create an engine for `database_url`, preparing SQLite files and pragmas.
+
+    `setting` is the variable named when the SQLite folder cannot be created.
+    """
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+            _make_sqlite_folder(Path(url.database).parent, setting)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         )
@@ -49,7 +66,10 @@ def make_engine(database_url: str) -> Engine:
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
     """The process-wide engine for the configured database."""
-    return make_engine(get_settings().resolved_database_url)
+    settings = get_settings()
+    # The default SQLite file lives in the data folder: blame the setting given.
+    setting = "TASKDECK_DATABASE_URL" if settings.database_url else "TASKDECK_DATA_DIR"
+    return make_engine(settings.resolved_database_url, setting=setting)
 
 
 @contextmanager

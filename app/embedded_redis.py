@@ -1,5 +1,5 @@
 """The private loopback Redis that `taskdeck run` starts when no
-TASKDECK_REDIS_URL is set.
+TASKDECK_REDIS_URL is set, and the probe that tells whether any Redis answers.
 
 This module only plans and probes: it picks a binary and a free port, writes a
 config file readable by the owner alone (so the password never appears on a
@@ -8,6 +8,9 @@ supervising and stopping the process is the job of `app.supervisor`.
 
     plan = plan_embedded_redis(Path("data/redis"))
     spec = ChildSpec("redis", plan.argv, ready=lambda: wait_for_redis(plan.url))
+
+`probe_redis` does the same for a Redis given in TASKDECK_REDIS_URL, so that
+a wrong address is one clear line at start rather than a trace later.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 from redis.backoff import NoBackoff
@@ -27,18 +31,39 @@ from redis.retry import Retry
 __all__ = [
     "EmbeddedRedisError",
     "EmbeddedRedisPlan",
+    "RedisPasswordRejected",
+    "RedisUnreachable",
     "find_redis_server",
     "free_port",
     "plan_embedded_redis",
+    "probe_redis",
+    "redis_address",
     "wait_for_redis",
 ]
 
 LOOPBACK_HOST = "127.0.0.1"
 CONF_NAME = "redis.conf"
+DEFAULT_REDIS_PORT = 6379
+# Bounds of one connection attempt inside probe_redis: short on loopback
+# (a refused connection returns at once anyway), enough for a remote Redis.
+MIN_ATTEMPT_S = 0.1
+MAX_ATTEMPT_S = 2.0
 
 
 class EmbeddedRedisError(Exception):
     """The embedded Redis cannot be found, configured or reached."""
+
+
+class RedisUnreachable(Exception):
+    """A Redis did not answer PING in time; `reason` names the last error."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RedisPasswordRejected(RedisUnreachable):
+    """A Redis answered but refused the password (or wanted one)."""
 
 
 @dataclass(frozen=True)
@@ -150,32 +175,74 @@ def plan_embedded_redis(
     )
 
 
-def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
-    """Block until the Redis at `url` answers PING, or raise EmbeddedRedisError.
+def redis_address(url: str) -> str:
+    """Where `url` points (`host:port` or a socket path), without the password."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return parts.path or "?"
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or DEFAULT_REDIS_PORT
+    except ValueError:  # a port that is not a number: redis-py says so itself
+        return host
+    return f"{host}:{port}"
 
-    Messages never contain `url`, which holds the password.
+
+def _reason(error: BaseException) -> str:
+    """The name of what went wrong: the socket error under redis-py's wrapper
+    (ConnectionRefusedError, gaierror, ...) rather than ConnectionError."""
+    cause = error.__cause__ or error.__context__
+    return type(cause if isinstance(cause, OSError) else error).__name__
+
+
+def probe_redis(url: str, *, timeout_s: float = 10.0) -> None:
+    """Block until the Redis at `url` answers PING, or raise RedisUnreachable.
+
+    Retries until `timeout_s` (a Redis may be starting too), except for a
+    refused password, which will not fix itself. Messages name the address,
+    never `url` (it may hold the password).
     """
     deadline = time.monotonic() + timeout_s
     last_error = "no attempt"
     while True:
+        attempt_s = min(MAX_ATTEMPT_S, max(MIN_ATTEMPT_S, deadline - time.monotonic()))
         try:
             # No retries inside redis-py: this loop owns the timing.
             with redis.Redis.from_url(
                 url,
-                socket_connect_timeout=0.5,
-                socket_timeout=0.5,
+                socket_connect_timeout=attempt_s,
+                socket_timeout=attempt_s,
                 retry=Retry(NoBackoff(), 0),
             ) as client:
                 if client.ping():
                     return
         except redis.AuthenticationError:
-            # A wrong password will not fix itself: fail now, not after timeout_s.
-            raise EmbeddedRedisError("Embedded Redis rejected the password") from None
+            raise RedisPasswordRejected(
+                f"Redis at {redis_address(url)} rejected the password",
+                reason="AuthenticationError",
+            ) from None
         except (redis.RedisError, OSError) as exc:
-            last_error = type(exc).__name__
+            last_error = _reason(exc)
         if time.monotonic() >= deadline:
-            raise EmbeddedRedisError(
-                f"Embedded Redis did not answer within {timeout_s:g}s "
-                f"(last error: {last_error})"
+            raise RedisUnreachable(
+                f"cannot reach Redis at {redis_address(url)} ({last_error})", reason=last_error
             )
         time.sleep(0.05)
+
+
+def wait_for_redis(url: str, timeout_s: float = 10.0) -> None:
+    """Block until the embedded Redis at `url` answers PING, or raise EmbeddedRedisError.
+
+    Messages never contain `url`, which holds the password.
+    """
+    try:
+        probe_redis(url, timeout_s=timeout_s)
+    except RedisPasswordRejected:
+        raise EmbeddedRedisError("Embedded Redis rejected the password") from None
+    except RedisUnreachable as error:
+        raise EmbeddedRedisError(
+            f"Embedded Redis did not answer within {timeout_s:g}s "
+            f"(last error: {error.reason})"
+        ) from None

@@ -4,6 +4,7 @@ that Reflex builds the frontend with, and the caches kept inside the project."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -62,13 +63,36 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 def ensure_port_free(host: str, port: int) -> None:
-    """Refuse to start when something already listens on host:port."""
+    """Refuse to start when host:port cannot be listened on, saying why: a
+    host that is not an address of this machine, a port in use, a port that
+    needs root."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError as error:
+        except socket.gaierror:  # bind() looks names up: unknown, or no such address
             raise SettingsError(
-                f"Cannot listen on {host}:{port} ({error.strerror}): another program uses "
-                "that port; set TASKDECK_PORT to a free one"
+                f"cannot bind TASKDECK_HOST={host}: not an address of this machine "
+                "(the name does not resolve); use 127.0.0.1, 0.0.0.0 or one of its addresses"
             ) from None
+        except OSError as error:
+            raise SettingsError(_bind_problem(host, port, error)) from None
+
+
+def _bind_problem(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"cannot bind TASKDECK_HOST={host}: not an address of this machine; "
+            "use 127.0.0.1, 0.0.0.0 or one of its addresses"
+        )
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"Cannot listen on {host}:{port} ({error.strerror}): another program uses "
+            "that port; set TASKDECK_PORT to a free one"
+        )
+    if error.errno == errno.EACCES:
+        return (
+            f"Cannot listen on {host}:{port} ({error.strerror}): ports below 1024 need "
+            "root; set TASKDECK_PORT to 1024 or above"
+        )
+    return f"Cannot listen on {host}:{port} ({error.strerror}); check TASKDECK_HOST and TASKDECK_PORT"

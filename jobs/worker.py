@@ -30,7 +30,7 @@ from app.services import runs as run_store
 from app.services.connection_tests import TEST_CONNECTION_JOB
 from app.services.dispatch import EXECUTE_RUN_JOB, run_event
 from app.services.events import publish_quietly
-from app.services.health import WORKER_KEY_PREFIX
+from app.services.health import WORKER_KEY_PREFIX, heartbeat_interval_s
 from app.services.oauth2 import TokenManager
 from app.services.outbound import close_http_client
 from app.services.token_states import LiveTokenStateStore
@@ -49,8 +49,12 @@ def new_worker_id() -> str:
 
 
 async def _heartbeat(ctx: dict[str, Any]) -> None:
+    """Refresh this worker's key every interval. The key outlives a beat by
+    the TTL; health judges freshness by `ttl_s` and `interval_s` (see
+    app.services.health), so a killed worker stops counting after two beats."""
     redis = ctx["redis"]
     ttl_s = get_settings().worker_heartbeat_ttl_s
+    interval_s = heartbeat_interval_s(ttl_s)
     key = WORKER_KEY_PREFIX + ctx["worker_id"]
     while True:
         value = json.dumps(
@@ -60,13 +64,15 @@ async def _heartbeat(ctx: dict[str, Any]) -> None:
                 "pid": os.getpid(),
                 "started_at": ctx["started_at"],
                 "seen_at": iso_utc(utc_now()),
+                "ttl_s": ttl_s,
+                "interval_s": interval_s,
             }
         )
         try:
             await redis.set(key, value, ex=ttl_s)
         except Exception as error:  # Redis blips: keep beating, it will come back.
             log.warning("heartbeat_failed", error=type(error).__name__)
-        await asyncio.sleep(ttl_s / 3)
+        await asyncio.sleep(interval_s)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -83,9 +89,12 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    for name in ("heartbeat", "token_refresher"):
-        if (task := ctx.get(name)) is not None:
-            task.cancel()
+    tasks = [task for name in ("heartbeat", "token_refresher") if (task := ctx.get(name))]
+    for task in tasks:
+        task.cancel()
+    # Awaited before the HTTP client closes: the refresher lets renewals in
+    # flight finish (a rotated refresh token must not be lost).
+    await asyncio.gather(*tasks, return_exceptions=True)
     await close_http_client()
     if "worker_id" in ctx:
         try:

@@ -91,16 +91,54 @@ def start_app(data_dir: Path, log_path: Path) -> RunningApp:
     return app
 
 
-def stop_app(app: RunningApp, timeout_s: float = 30) -> int:
-    if app.process.poll() is None:
+def stop_app(app: RunningApp, timeout_s: float = 30, grace_s: float = 5) -> int:
+    """SIGTERM `taskdeck run` as an operator would, then check that it exited
+    with 0 and took every process it started with it. Whatever is left is
+    killed first, and only then does the test fail: a broken stop never
+    leaks processes into the next test or onto the machine."""
+    # Collected before the signal: once the supervisor is gone, an orphan is
+    # no longer its descendant and would not be found.
+    children = app.descendants()
+    problems: list[str] = []
+    returncode = app.process.poll()
+    if returncode is not None:
+        problems.append(f"taskdeck run had exited by itself with code {returncode}")
+    else:
         app.process.send_signal(signal.SIGTERM)
-    try:
-        return app.process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        for child in app.descendants():
-            child.kill()
-        app.process.kill()
-        return app.process.wait()
+        try:
+            returncode = app.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            app.process.kill()
+            returncode = app.process.wait()
+            problems.append(f"taskdeck run did not stop within {timeout_s:g}s of SIGTERM")
+        else:
+            if returncode != 0:
+                problems.append(f"taskdeck run exited with {returncode} on SIGTERM, not 0")
+
+    def alive(process: psutil.Process) -> bool:
+        try:
+            return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    # A SIGKILLed grandchild may take a moment to go; a zombie is gone already.
+    deadline = time.monotonic() + grace_s
+    while (survivors := [child for child in children if alive(child)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    if survivors:
+        described = []
+        for survivor in survivors:
+            try:
+                described.append(f"{survivor.pid} {' '.join(survivor.cmdline())}")
+                survivor.kill()
+            except psutil.NoSuchProcess:
+                pass
+        problems.append(f"processes outlived taskdeck run (now killed): {described}")
+    if problems:
+        raise AssertionError("; ".join(problems) + "\n" + app.log_tail())
+    return returncode
 
 
 @pytest.fixture(scope="session")

