@@ -6,11 +6,12 @@ can write the same file; PostgreSQL is used as it is.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
@@ -21,6 +22,8 @@ from app.errors import DatabaseUnavailable, SettingsError
 from app.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+T = TypeVar("T")
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -91,3 +94,15 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def call_in_session(function: Callable[..., T], /, **kwargs: Any) -> T:
+    """`function(session=..., **kwargs)` in its own committed transaction."""
+    with session_scope() as session:
+        return function(session=session, **kwargs)
+
+
+async def in_session(function: Callable[..., T], /, **kwargs: Any) -> T:
+    """`call_in_session` in a worker thread: for async callers (handlers,
+    routes) of the synchronous services."""
+    return await asyncio.to_thread(call_in_session, function, **kwargs)

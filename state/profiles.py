@@ -11,7 +11,6 @@ token expired; live events recompute it too."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from typing import Any
 import reflex as rx
 import structlog
 
-from app.db import session_scope
+from app.db import in_session
 from app.errors import TaskdeckError
 from app.models.profiles import AuthKind, ProfilePublic, TokenStatus
 from app.queue import get_queue_or_none
@@ -184,15 +183,6 @@ def _event_row(event: Event, previous: ProfileRow | None) -> ProfileRow | None:
     return to_row(profile, obtained_at=obtained_at)
 
 
-def _in_session(function: Any, /, **kwargs: Any) -> Any:
-    with session_scope() as session:
-        return function(session=session, **kwargs)
-
-
-def _call(function: Any, /, **kwargs: Any) -> Any:
-    return asyncio.to_thread(_in_session, function, **kwargs)
-
-
 async def announce(profile: ProfilePublic | None, profile_id: int, event_type: str) -> None:
     redis = await get_queue_or_none()
     if profile is not None:
@@ -257,7 +247,7 @@ class ProfilesState(rx.State):
     async def create_profile(self, form: dict[str, Any]) -> Any:
         try:
             data = to_input(form, self.create_kind)
-            profile = await _call(
+            profile = await in_session(
                 profile_store.create_profile, data=data, actor=acting_principal(),
                 ip=self.router.session.client_ip,
             )
@@ -271,10 +261,10 @@ class ProfilesState(rx.State):
 
     async def _reload(self) -> None:
         try:
-            found = await _call(
+            found = await in_session(
                 profile_store.list_profiles, search=self.search or None, tag=self.tag or None
             )
-            self.all_tags = await _call(profile_store.profile_tags)
+            self.all_tags = await in_session(profile_store.profile_tags)
         except TaskdeckError as error:
             self.load_error = error.message
         else:
@@ -351,7 +341,7 @@ class ProfileState(rx.State):
 
     async def _reload(self) -> None:
         try:
-            profile = await _call(profile_store.get_profile, profile_id=self._profile_id)
+            profile = await in_session(profile_store.get_profile, profile_id=self._profile_id)
         except TaskdeckError:
             self.found = False
             self.loading = False
@@ -381,7 +371,7 @@ class ProfileState(rx.State):
             self.saving = True
             kind, profile_id, ip = self.kind, self._profile_id, self.router.session.client_ip
         try:
-            profile = await _call(
+            profile = await in_session(
                 profile_store.update_profile, profile_id=profile_id, data=to_input(form, kind),
                 actor=acting_principal(), ip=ip,
             )
@@ -443,7 +433,7 @@ class ProfileState(rx.State):
             self.cloning = True
             profile_id, ip = self._profile_id, self.router.session.client_ip
         try:
-            copy = await _call(
+            copy = await in_session(
                 profile_store.clone_profile, profile_id=profile_id, new_name=None,
                 actor=acting_principal(), ip=ip,
             )
@@ -466,7 +456,7 @@ class ProfileState(rx.State):
     async def delete_profile(self) -> Any:
         profile_id = self._profile_id
         try:
-            await _call(
+            await in_session(
                 profile_store.delete_profile, profile_id=profile_id, actor=acting_principal(),
                 ip=self.router.session.client_ip,
             )

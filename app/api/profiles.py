@@ -9,7 +9,6 @@ and keeps a required one, which can only be replaced.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -17,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from app.api.auth import allowed, current_principal
 from app.api.pagination import PageRequest, page_of, page_params
-from app.db import session_scope
+from app.db import in_session
 from app.models.profiles import ProfileInput, ProfilePublic
 from app.models.users import Principal
 from app.origins import client_address
@@ -40,15 +39,6 @@ class CloneRequest(BaseModel):
 
 class TestRequest(BaseModel):
     path: str = Field(default="", max_length=2000, description="Path under the base URL to call")
-
-
-def _in_session(function: Any, /, **kwargs: Any) -> Any:
-    with session_scope() as session:
-        return function(session=session, **kwargs)
-
-
-def _call(function: Any, /, **kwargs: Any) -> Any:
-    return asyncio.to_thread(_in_session, function, **kwargs)
 
 
 def _ip(request: Request) -> str | None:
@@ -74,7 +64,7 @@ async def list_profiles(
     _: Principal = Depends(current_principal),
     page: PageRequest = Depends(page_params(str, int)),
 ) -> dict[str, Any]:
-    rows = await _call(
+    rows = await in_session(
         profile_store.list_profiles,
         search=search,
         tag=tag,
@@ -89,7 +79,7 @@ async def list_profiles(
 async def create_profile(
     data: ProfileInput, request: Request, principal: Principal = Depends(allowed(Permission.EDIT))
 ) -> ProfilePublic:
-    profile: ProfilePublic = await _call(
+    profile: ProfilePublic = await in_session(
         profile_store.create_profile, data=data, actor=principal, ip=_ip(request)
     )
     await _announce(profile, "created")
@@ -98,7 +88,7 @@ async def create_profile(
 
 @router.get("/profiles/{profile_id}", summary="One profile (secrets masked)")
 async def get_profile(profile_id: int, _: Principal = Depends(current_principal)) -> ProfilePublic:
-    return await _call(profile_store.get_profile, profile_id=profile_id)
+    return await in_session(profile_store.get_profile, profile_id=profile_id)
 
 
 @router.put(
@@ -111,7 +101,7 @@ async def update_profile(
     request: Request,
     principal: Principal = Depends(allowed(Permission.EDIT)),
 ) -> ProfilePublic:
-    profile: ProfilePublic = await _call(
+    profile: ProfilePublic = await in_session(
         profile_store.update_profile, profile_id=profile_id, data=data, actor=principal,
         ip=_ip(request),
     )
@@ -127,7 +117,7 @@ async def delete_profile(
     force: bool = Query(default=False, description="Delete even while tasks use it"),
     principal: Principal = Depends(allowed(Permission.EDIT)),
 ) -> Response:
-    deleted: ProfilePublic = await _call(
+    deleted: ProfilePublic = await in_session(
         _delete, profile_id=profile_id, actor=principal, ip=_ip(request), force=force
     )
     await forget_cached_token(await get_queue_or_none(), profile_id)
@@ -142,7 +132,7 @@ async def clone_profile(
     body: CloneRequest | None = None,
     principal: Principal = Depends(allowed(Permission.EDIT)),
 ) -> ProfilePublic:
-    copy: ProfilePublic = await _call(
+    copy: ProfilePublic = await in_session(
         profile_store.clone_profile,
         profile_id=profile_id,
         new_name=body.name if body else None,
@@ -159,7 +149,7 @@ async def test_profile(
     body: TestRequest | None = None,
     _: Principal = Depends(allowed(Permission.RUN)),
 ) -> dict[str, Any]:
-    await _call(profile_store.get_profile, profile_id=profile_id)  # ProfileNotFound first
+    await in_session(profile_store.get_profile, profile_id=profile_id)  # ProfileNotFound first
     return await run_connection_test(
         await get_queue_or_none(), profile_id=profile_id, path=body.path if body else ""
     )

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import redis
+import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 
 from app.embedded_redis import plan_embedded_redis, wait_for_redis
 from app.migrate import upgrade_to_head
 from app.queue import close_queue, get_queue
-from app.services import passwords
+from app.services import outbound, passwords
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +44,16 @@ def redis_url(redis_server: str) -> str:
     with redis.Redis.from_url(redis_server) as client:
         client.flushall()
     return redis_server
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
+    """An asyncio client of the private Redis. The shared outbound HTTP
+    client is closed after it too: it belongs to this test's event loop."""
+    client = aioredis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+    await outbound.close_http_client()
 
 
 @pytest.fixture

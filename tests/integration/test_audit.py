@@ -4,7 +4,6 @@ the filters and the cursor work, and no password or token ever lands in it."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,13 +42,6 @@ ALL_ACTIONS = {
     "setup.admin_created",
 }
 
-
-
-@pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def _principal(user: UserPublic) -> Principal:

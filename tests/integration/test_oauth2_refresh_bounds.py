@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from app.errors import TokenRefreshFailed
 from app.models.profiles import AuthKind, ResolvedProfile
-from app.services import oauth2, outbound
+from app.services import oauth2
 from app.services.oauth2 import LOCK_KEY_PREFIX, TokenManager
 from app.settings import get_settings
 from tests.integration.oauth_server import MemoryTokenStore
@@ -85,11 +85,8 @@ def settings(isolated_settings: Path, redis_url: str, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
-async def redis(settings: None, redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-    await outbound.close_http_client()
+def redis(settings: None, redis_client: Redis) -> Redis:
+    return redis_client
 
 
 @pytest.fixture

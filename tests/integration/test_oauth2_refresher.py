@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,6 @@ from redis.asyncio import Redis
 
 from app.db import session_scope
 from app.models.profiles import AuthKind, ProfileInput, ResolvedProfile
-from app.services import outbound
 from app.services import profiles as profile_store
 from app.services.oauth2 import TokenManager
 from app.services.token_states import LiveTokenStateStore
@@ -43,11 +42,8 @@ def fast() -> Iterator[OAuthServer]:
 
 
 @pytest.fixture
-async def redis(taskdeck: Path, redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-    await outbound.close_http_client()
+def redis(taskdeck: Path, redis_client: Redis) -> Redis:
+    return redis_client
 
 
 def _auth(server: OAuthServer) -> dict[str, object]:

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -58,11 +58,8 @@ def server() -> Iterator[OAuthServer]:
 
 
 @pytest.fixture
-async def redis(settings: None, redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-    await outbound.close_http_client()
+def redis(settings: None, redis_client: Redis) -> Redis:
+    return redis_client
 
 
 class RotationStore(MemoryTokenStore):
