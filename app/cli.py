@@ -121,11 +121,15 @@ def worker() -> None:
 @main.command()
 def web() -> None:
     """Run the web server (UI, websocket and /api/v1) on TASKDECK_HOST:TASKDECK_PORT."""
+    from app.logging import resolve_format
     from app.runtime import PROJECT_ROOT, reflex_environment, settings_environment
 
     settings = _prepare_server(redis_required=False)
     os.environ.update(settings_environment(settings))
     os.environ.update(reflex_environment())
+    if resolve_format(settings.log_format) == "json":
+        # Banners and progress bars are for a terminal, not a JSON stream.
+        os.environ.setdefault("REFLEX_LOGLEVEL", "warning")
     os.chdir(PROJECT_ROOT)
     # Reflex runs in this process (and its forked server workers), so `ps`
     # shows `taskdeck web` for all of them.

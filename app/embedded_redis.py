@@ -43,6 +43,7 @@ __all__ = [
 
 LOOPBACK_HOST = "127.0.0.1"
 CONF_NAME = "redis.conf"
+LOG_NAME = "redis.log"
 DEFAULT_REDIS_PORT = 6379
 # Bounds of one connection attempt inside probe_redis: short on loopback
 # (a refused connection returns at once anyway), enough for a remote Redis.
@@ -159,6 +160,8 @@ def plan_embedded_redis(
         ("appendonly", "no"),
         ("dir", _conf_quote(str(data_dir))),
         ("daemonize", "no"),
+        # Its own lines go to a file beside it, not into Taskdeck's log stream.
+        ("logfile", _conf_quote(str(data_dir / LOG_NAME))),
     ]
     text = "# Written by Taskdeck for its private Redis; rewritten on each start.\n"
     text += "".join(f"{key} {value}\n" for key, value in settings)

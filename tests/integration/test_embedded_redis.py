@@ -127,6 +127,9 @@ def test_embedded_redis_requires_its_password(
     assert b"redis-server" in cmdline
     assert plan.password.encode() not in cmdline
     assert plan.password not in " ".join(plan.argv)
+    # Its own lines go to its log file, not into Taskdeck's stream.
+    log = (tmp_path / "data dir" / "redis.log").read_text()
+    assert "Ready to accept connections" in log and plan.password not in log
 
 
 def test_find_redis_server_prefers_path(monkeypatch: pytest.MonkeyPatch) -> None:
