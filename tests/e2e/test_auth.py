@@ -258,3 +258,54 @@ def test_no_password_or_token_reaches_the_logs(
     assert "sign_in_failed" in log  # the log is the app's, and saw this test
     for secret in [account.password for account in accounts.values()] + [token, wrong, *cookies]:
         assert secret not in log
+
+
+def test_an_admin_invites_people_in_the_ui_and_each_may_do_what_the_role_allows(
+    admin_page: Page, browser, base_url: str  # type: ignore[no-untyped-def]
+) -> None:
+    invited = Account("invited@example.com", "invited password 123", "operator")
+    admin = admin_page
+    admin.goto(f"{base_url}/settings")
+    admin.get_by_role("tab", name="Users").click()
+    admin.get_by_role("button", name="New user").click()
+    dialog = admin.get_by_role("dialog", name="New user")
+    dialog.get_by_label("Email").fill(invited.email)
+    dialog.get_by_label("Display name").fill("Ivy Invited")
+    dialog.get_by_label("First password (at least 12 characters)").fill("too short")
+    dialog.get_by_label("Role").click()
+    admin.get_by_role("option", name="operator").click()
+    dialog.get_by_role("button", name="Create user").click()
+    expect(dialog.get_by_text("at least 12 characters", exact=False).last).to_be_visible()
+    dialog.get_by_label("First password (at least 12 characters)").fill(invited.password)
+    dialog.get_by_role("button", name="Create user").click()
+    expect(admin.get_by_text(f"Created {invited.email} (operator)")).to_be_visible()
+
+    # They sign in: an operator may run, and sees no admin tabs.
+    context = browser.new_context()
+    theirs = context.new_page()
+    sign_in(theirs, base_url, invited)
+    expect(theirs.get_by_role("button", name="Run demo")).to_be_visible()
+    theirs.evaluate("window.__no_reload = true")
+
+    # Made a viewer: their open tab loses the button at once, by itself.
+    admin.get_by_role("combobox", name=f"Role of {invited.email}").click()
+    admin.get_by_role("option", name="viewer").click()
+    expect(admin.get_by_text(f"{invited.email} is now viewer")).to_be_visible()
+    expect(theirs.get_by_role("button", name="Run demo")).to_have_count(0, timeout=15_000)
+    assert theirs.evaluate("window.__no_reload") is True
+
+    # My account: a new password, then out everywhere; the new one works.
+    new_password = "a brand new password 456"
+    theirs.goto(f"{base_url}/settings")
+    expect(theirs.get_by_role("tab", name="Users")).to_have_count(0)
+    theirs.get_by_label("Current password").fill(invited.password)
+    theirs.get_by_label("New password (at least 12 characters)").fill(new_password)
+    theirs.get_by_label("Repeat the new password").fill(new_password)
+    theirs.get_by_role("button", name="Change password").click()
+    expect(theirs.get_by_text("Password changed")).to_be_visible()
+    theirs.get_by_role("button", name="Sign out everywhere").click()
+    theirs.get_by_role("alertdialog").get_by_role("button", name="Sign out everywhere").click()
+    expect(theirs).to_have_url(re.compile(r"/login"), timeout=15_000)
+    sign_in(theirs, base_url, Account(invited.email, new_password, "viewer"))
+    expect(theirs.get_by_role("heading", name="Recent runs")).to_be_visible()
+    context.close()
