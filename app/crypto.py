@@ -9,6 +9,8 @@ key only, so that a key can be rotated without losing anything."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -23,6 +25,21 @@ def derive_key(secret: str, purpose: str) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"taskdeck", info=purpose.encode()
     ).derive(secret.encode())
+
+
+@lru_cache(maxsize=16)
+def _purpose_key(secret: str, purpose: str) -> bytes:
+    return derive_key(secret, purpose)
+
+
+def keyed_digest(purpose: str, data: str) -> str:
+    """HMAC-SHA256 (hex) of `data` under the key of `purpose`: names a value
+    without revealing it, and unlike a plain hash cannot be reversed by
+    trying likely values without the secret key."""
+    key = get_settings().secret_key
+    assert key is not None  # load_settings always fills it
+    digest = hmac.new(_purpose_key(key.get_secret_value(), purpose), data.encode(), hashlib.sha256)
+    return digest.hexdigest()
 
 
 @lru_cache(maxsize=16)

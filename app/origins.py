@@ -43,22 +43,32 @@ def origin_key(origin: str) -> str:
     return host_and_port(parts.netloc, parts.scheme)
 
 
+def _scheme_and_key(origin: str) -> tuple[str, str]:
+    return urlsplit(origin.strip()).scheme, origin_key(origin)
+
+
 def is_allowed_origin(origin: str | None, headers: Mapping[str, str], extra: Iterable[str]) -> bool:
     """Whether a page at `origin` may talk to this server, reached with
-    these request `headers` (lower-case names). Scheme is not compared: a
-    TLS-terminating proxy may forward plain http."""
+    these request `headers` (lower-case names). The scheme is compared
+    when a proxy says which one the browser used (X-Forwarded-Proto);
+    without one Taskdeck serves plain http, perhaps behind a TLS proxy that
+    does not say so."""
     if not origin:
         return True
-    key = origin_key(origin)
+    scheme, key = _scheme_and_key(origin)
     if not key:
         return False
-    forwarded = headers.get("x-forwarded-proto", "http").split(",")[0].strip() or "http"
+    if (scheme, key) in {_scheme_and_key(item) for item in extra}:
+        return True
+    proto = headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    if proto and scheme != proto:
+        return False
     reached = {
-        host_and_port(value.split(",")[0].strip(), forwarded)
+        host_and_port(value.split(",")[0].strip(), proto or "http")
         for value in (headers.get("host", ""), headers.get("x-forwarded-host", ""))
         if value
     }
-    return key in reached or key in {origin_key(item) for item in extra}
+    return key in reached
 
 
 def engineio_origin_check(extra: Iterable[str]) -> Callable[[str | None, Mapping[str, Any]], bool]:
@@ -69,7 +79,7 @@ def engineio_origin_check(extra: Iterable[str]) -> Callable[[str | None, Mapping
         headers = {
             "host": str(environ.get("HTTP_HOST", "")),
             "x-forwarded-host": str(environ.get("HTTP_X_FORWARDED_HOST", "")),
-            "x-forwarded-proto": str(environ.get("HTTP_X_FORWARDED_PROTO", "http")),
+            "x-forwarded-proto": str(environ.get("HTTP_X_FORWARDED_PROTO", "")),
         }
         return is_allowed_origin(origin, headers, allowed)
 

@@ -6,6 +6,7 @@ https); Reflex states read it from the websocket handshake headers.
 
 from __future__ import annotations
 
+import json
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlsplit
 
@@ -36,3 +37,17 @@ def safe_next(target: str | None) -> str:
     if parts.scheme or parts.netloc:
         return "/"
     return target
+
+
+def post_form_script(path: str, fields: dict[str, str]) -> str:
+    """JavaScript that navigates to `path` by POSTing `fields` as a form: the
+    /auth routes take only that, because browsers send an Origin header
+    with a POST (over plain http too) that pages cannot forge."""
+    return (
+        "(() => { const form = document.createElement('form'); form.method = 'post';"
+        f" form.action = {json.dumps(path)};"
+        f" for (const [name, value] of Object.entries({json.dumps(fields)})) {{"
+        " const input = document.createElement('input'); input.type = 'hidden';"
+        " input.name = name; input.value = value; form.appendChild(input); }"
+        " document.body.appendChild(form); form.submit(); })()"
+    )

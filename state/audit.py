@@ -3,7 +3,6 @@ filtered by action, person, object type and days."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 from datetime import UTC, date, datetime, time, timedelta
@@ -11,8 +10,8 @@ from typing import Any
 
 import reflex as rx
 
-from app.db import session_scope
-from app.models.users import AuditEventPublic, Principal
+from app.db import in_session
+from app.models.users import AuditEventPublic
 from app.services import audit
 from app.services.permissions import Permission
 from state.auth import acting_principal, requires
@@ -89,17 +88,6 @@ def parse_filters(form: dict[str, Any]) -> tuple[AuditFilters, dict[str, str]]:
     return filters, errors
 
 
-def _read(actor: Principal, filters: AuditFilters, before_id: int | None) -> list[AuditEventPublic]:
-    with session_scope() as session:
-        return audit.list_events(
-            session=session,
-            actor=actor,
-            before_id=before_id,
-            limit=PAGE_SIZE + 1,
-            **dataclasses.asdict(filters),
-        )
-
-
 class AuditState(rx.State):
     events: list[AuditRow] = []
     filter_errors: dict[str, str] = {}
@@ -129,7 +117,10 @@ class AuditState(rx.State):
 
     async def _load(self, *, before_id: int | None, append: bool = False) -> None:
         self.loading = True
-        found = await asyncio.to_thread(_read, acting_principal(), self._filters, before_id)
+        found = await in_session(
+            audit.list_events, actor=acting_principal(), before_id=before_id,
+            limit=PAGE_SIZE + 1, **dataclasses.asdict(self._filters),
+        )
         rows = [_row(event) for event in found[:PAGE_SIZE]]
         self.events = [*self.events, *rows] if append else rows
         self.has_more = len(found) > PAGE_SIZE

@@ -27,7 +27,7 @@ from app.services import auth as auth_service
 from app.services import users as user_store
 from app.services.events import Event, publish_quietly
 from app.services.permissions import Permission, can, require
-from app.session_cookie import session_token_from_header
+from app.session_cookie import post_form_script, session_token_from_header
 from state.live import hub
 
 log = structlog.get_logger(__name__)
@@ -192,7 +192,7 @@ class AuthState(rx.State):
             )
             if session_id is not None:
                 await announce_ended_sessions([session_id], "signed_out")
-        return rx.call_script("window.location.assign('/auth/signed-out')")
+        return rx.call_script(post_form_script("/auth/signed-out", {}))
 
     @rx.event
     @requires(Permission.READ)
@@ -201,7 +201,7 @@ class AuthState(rx.State):
             principal=acting_principal(), ip=self.router.session.client_ip
         )
         await announce_ended_sessions(ended, "signed_out_everywhere")
-        return rx.call_script("window.location.assign('/auth/signed-out')")
+        return rx.call_script(post_form_script("/auth/signed-out", {}))
 
     async def _forget_what_the_role_may_not_see(self, principal: Principal) -> None:
         """A tab's states are sent whole to the browser at every page load:

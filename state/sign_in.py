@@ -5,9 +5,7 @@ HttpOnly cookie through a one-time ticket (see app/services/sign_in_tickets.py).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
-from urllib.parse import quote
 
 import reflex as rx
 
@@ -17,7 +15,7 @@ from app.queue import get_queue_or_none
 from app.services import auth as auth_service
 from app.services import users as user_store
 from app.services.sign_in_tickets import issue_ticket
-from app.session_cookie import safe_next
+from app.session_cookie import post_form_script, safe_next
 from state.auth import count_users_now, principal_of
 
 MAX_FIELD_CHARS = 2000
@@ -29,9 +27,9 @@ def _field(form: dict[str, Any], name: str) -> str:
 
 
 def _go_with_ticket(session_token: str, next_path: str) -> Any:
-    url = f"/auth/ticket?t={quote(issue_ticket(session_token))}&next={quote(next_path)}"
     # A full page load: the new websocket then carries the cookie.
-    return rx.call_script(f"window.location.assign({json.dumps(url)})")
+    fields = {"t": issue_ticket(session_token), "next": next_path}
+    return rx.call_script(post_form_script("/auth/ticket", fields))
 
 
 class SignInState(rx.State):

@@ -8,9 +8,9 @@ from typing import Any
 
 import reflex as rx
 
-from app.db import session_scope
+from app.db import in_session, session_scope
 from app.errors import TaskdeckError, ValidationFailed
-from app.models.users import Principal, UserPublic
+from app.models.users import UserPublic
 from app.queue import get_queue_or_none
 from app.services import users as user_store
 from app.services.events import Event, publish_quietly
@@ -43,11 +43,6 @@ def _row(user: UserPublic) -> UserRow:
     )
 
 
-def _list_users(actor: Principal) -> list[UserPublic]:
-    with session_scope() as session:
-        return user_store.list_users(session=session, actor=actor)
-
-
 async def _announce_user_change(user_id: int) -> None:
     await publish_quietly(
         await get_queue_or_none(),
@@ -65,7 +60,7 @@ class UsersState(rx.State):
     @rx.event
     @requires(Permission.MANAGE_USERS)
     async def load_users(self) -> None:
-        self.users = [_row(u) for u in await asyncio.to_thread(_list_users, acting_principal())]
+        self.users = [_row(u) for u in await in_session(user_store.list_users, actor=acting_principal())]
         self.loading = False
 
     @rx.event
@@ -100,7 +95,7 @@ class UsersState(rx.State):
             return None
         self.create_open = False
         self.field_errors = {}
-        self.users = [_row(u) for u in await asyncio.to_thread(_list_users, acting_principal())]
+        self.users = [_row(u) for u in await in_session(user_store.list_users, actor=acting_principal())]
         return rx.toast.success(f"Created {user.email} ({user.role.value})")
 
     @rx.event
@@ -119,7 +114,7 @@ class UsersState(rx.State):
         except TaskdeckError as error:
             return rx.toast.error(error.message)
         await _announce_user_change(user_id)
-        self.users = [_row(u) for u in await asyncio.to_thread(_list_users, acting_principal())]
+        self.users = [_row(u) for u in await in_session(user_store.list_users, actor=acting_principal())]
         return rx.toast.success(f"{user.email} is now {user.role.value}")
 
     @rx.event
@@ -138,6 +133,6 @@ class UsersState(rx.State):
         except TaskdeckError as error:
             return rx.toast.error(error.message)
         await announce_ended_sessions(ended, "deactivated")
-        self.users = [_row(u) for u in await asyncio.to_thread(_list_users, acting_principal())]
+        self.users = [_row(u) for u in await in_session(user_store.list_users, actor=acting_principal())]
         verb = "reactivated" if active else "deactivated; their sessions ended"
         return rx.toast.success(f"{user.email} {verb}")

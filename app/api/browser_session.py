@@ -17,10 +17,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
+from app.origins import is_allowed_origin
 from app.queue import get_queue_or_none
 from app.services.sessions import SESSION_TTL_S
 from app.services.sign_in_tickets import claim_ticket, redeem_ticket
 from app.session_cookie import SESSION_COOKIE, safe_next
+from app.settings import get_settings
 
 AUTH_PREFIX = "/auth"
 # Where reflex keeps the client token (reflex/.templates/web/utils/state.js).
@@ -50,25 +52,29 @@ def _is_https(request: Request) -> bool:
     return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
 
 
-def _started_elsewhere(request: Request) -> bool:
-    """A navigation another site's page started (Sec-Fetch-Site, which
-    browsers set and pages cannot). Our own pages navigate here as
-    `same-origin`; `none` is a typed or bookmarked address. Refusing the
-    rest stops login CSRF: a link to a ticket of the attacker's own
-    session would otherwise sign the victim into the attacker's account.
-    Without the header (an old browser, a script) the ticket's own checks
-    remain."""
-    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+def _posted_by_our_page(request: Request) -> bool:
+    """A form one of Taskdeck's own pages posted. Its Origin (sent by
+    browsers with every POST, over plain http too, and not forgeable by a
+    page) must be the origin the browser reached Taskdeck at, or an allowed
+    one; Sec-Fetch-Site, which browsers send to https and localhost, must
+    agree. This stops login CSRF: another site posting a ticket of the
+    attacker's own session would sign the victim in as the attacker."""
+    if request.headers.get("sec-fetch-site", "same-origin") != "same-origin":
+        return False
+    origin = request.headers.get("origin")
+    allowed = get_settings().allowed_origins
+    return bool(origin) and is_allowed_origin(origin, request.headers, allowed)
 
 
 async def redeem(request: Request) -> HTMLResponse:
-    if _started_elsewhere(request):
-        return leave_to("/login")
-    ticket = request.query_params.get("t", "")
+    if request.method != "POST" or not _posted_by_our_page(request):
+        return leave_to("/login")  # changes nothing
+    form = await request.form()
+    ticket, next_path = str(form.get("t") or ""), str(form.get("next") or "")
     token = redeem_ticket(ticket)
     if token is None or not await claim_ticket(await get_queue_or_none(), ticket):
         return leave_to("/login?expired=1")
-    response = leave_to(safe_next(request.query_params.get("next")))
+    response = leave_to(safe_next(next_path))
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -83,8 +89,8 @@ async def redeem(request: Request) -> HTMLResponse:
 
 async def signed_out(request: Request) -> HTMLResponse:
     """Forget the cookie; the session itself was ended by the sign-out event.
-    Not for another site's link (logout CSRF)."""
-    if _started_elsewhere(request):
+    Only for a form our own pages posted (no logout CSRF)."""
+    if request.method != "POST" or not _posted_by_our_page(request):
         return leave_to("/")
     response = leave_to("/login")
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
@@ -93,5 +99,8 @@ async def signed_out(request: Request) -> HTMLResponse:
 
 def create_browser_session_app() -> Starlette:
     return Starlette(
-        routes=[Route("/ticket", redeem, methods=["GET"]), Route("/signed-out", signed_out)]
+        routes=[
+            Route("/ticket", redeem, methods=["GET", "POST"]),
+            Route("/signed-out", signed_out, methods=["GET", "POST"]),
+        ]
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import reflex as rx
 
+from app.session_cookie import post_form_script
 from state.auth import AuthState
 
 NAV_ITEMS: list[tuple[str, str, str]] = [
@@ -64,7 +65,7 @@ def _session_watch() -> rx.Component:
     """When this tab's session ends elsewhere, go to the sign-in page."""
     return rx.cond(
         AuthState.session_ended,
-        rx.box(on_mount=rx.call_script("window.location.assign('/auth/signed-out')")),
+        rx.box(on_mount=rx.call_script(post_form_script("/auth/signed-out", {}))),
     )
 
 

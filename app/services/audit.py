@@ -8,13 +8,13 @@ stored, as in log lines.
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.crypto import keyed_digest
 from app.models.users import (
     MAX_EMAIL_CHARS,
     MAX_IP_CHARS,
@@ -50,6 +50,7 @@ MAX_LIST_LIMIT = 500
 OBJECT_TYPES = ("user", "session", "api_token", "profile", "run")
 # What a failed sign-in records instead of a typed text that is no email.
 NOT_AN_EMAIL_PREFIX = "not-an-email:"
+TYPED_TEXT_PURPOSE = "audit-typed-text"
 
 
 def email_key(email: str) -> str:
@@ -60,7 +61,8 @@ def email_key(email: str) -> str:
     key = email.strip().lower()
     if email_problem(key) is None or key.startswith(NOT_AN_EMAIL_PREFIX):  # a key already
         return key
-    return NOT_AN_EMAIL_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+    # Keyed: a plain hash of a typed password is undone by a dictionary.
+    return NOT_AN_EMAIL_PREFIX + keyed_digest(TYPED_TEXT_PURPOSE, key)[:32]
 
 
 def record(

@@ -24,7 +24,7 @@ from app.db import get_engine
 WORKER_KEY_PREFIX = "taskdeck:worker:"
 CHECK_TIMEOUT_S = 3.0
 HEARTBEAT_INTERVAL_S = 2.0
-STALE_AFTER_BEATS = 2
+STALE_AFTER_BEATS = 3  # two missed beats: a stall of a few seconds is not a death
 
 
 class HealthRedis(Protocol):

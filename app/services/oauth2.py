@@ -62,7 +62,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import hmac
 import json
 import math
 import secrets
@@ -77,12 +76,11 @@ import structlog
 from cryptography.fernet import InvalidToken
 from tenacity import AsyncRetrying, RetryCallState, stop_after_attempt, wait_random_exponential
 
-from app.crypto import derive_key, fernet_for
+from app.crypto import fernet_for, keyed_digest
 from app.errors import TokenRefreshFailed
 from app.models.profiles import OAUTH2_KINDS, AuthKind, ResolvedProfile, TokenStatus
 from app.redaction import basic_credential, scrub_secrets
 from app.services.outbound import USER_AGENT, get_http_client, loggable_url, retry_after_s
-from app.settings import get_settings
 
 __all__ = [
     "TokenInfo",
@@ -109,16 +107,17 @@ _TOKEN_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.Rem
 MAX_REASON_CHARS = 300
 # How many replaced refresh tokens are remembered (as digests) per profile.
 MAX_SUPERSEDED = 20
-REFRESH_DUE_CONCURRENCY = 8
-# refresh_due leaves a profile whose refresh failed alone this long (callers
+# The refresher leaves a profile whose refresh failed alone this long (callers
 # that need a token still try), so a refresher loop does not hammer a
 # failing token endpoint every round.
 FAILED_RETRY_AFTER_S = 15.0
 # The fetch ends this long before its lock expires: time to save a rotated
 # refresh token while no other process may refresh.
 LOCK_MARGIN_S = 5.0
-# How long a stopping worker lets renewals in flight finish.
-SHUTDOWN_GRACE_S = 10.0
+# How long a stopping worker lets renewals in flight finish: well under the
+# 10 s a supervisor (ours, Docker's, systemd's) waits before SIGKILL, so the
+# shielded save after it still has time.
+SHUTDOWN_GRACE_S = 5.0
 
 # Delete the lock only if we still own it (it may have expired and been taken).
 _RELEASE_SCRIPT = """
@@ -348,10 +347,7 @@ def _fingerprint(profile: ResolvedProfile, line: str) -> str:
             line,
         ]
     )
-    secret_key = get_settings().secret_key
-    assert secret_key is not None  # load_settings always fills it
-    key = derive_key(secret_key.get_secret_value(), FINGERPRINT_PURPOSE)
-    return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()[:32]
+    return keyed_digest(FINGERPRINT_PURPOSE, material)[:32]
 
 
 _token_backoff = wait_random_exponential(multiplier=0.2, max=5)
@@ -452,36 +448,34 @@ class TokenManager:
         return token
 
     async def refresh_due(self, profiles: Iterable[ResolvedProfile]) -> list[int]:
-        """Renew the tokens of the OAuth2 profiles whose cached token is
-        missing or past its refresh point, and wait for all of them. Returns
-        the ids this call renewed (not those another process renewed
-        meanwhile); a failure is recorded as FAILED by the refresh and does
-        not stop the others; a profile whose refresh failed less than
-        FAILED_RETRY_AFTER_S ago is skipped. A loop should rather use
-        `start_due_refreshes`, which does not wait for the slowest."""
-        gate = asyncio.Semaphore(REFRESH_DUE_CONCURRENCY)
-
-        async def renew(profile: ResolvedProfile) -> int | None:
-            async with gate:
-                return await self._renew_due(profile)
-
-        renewed = await asyncio.gather(*(renew(profile) for profile in await self._due(profiles)))
+        """`start_due_refreshes`, then wait for the renewals it started.
+        Returns the ids whose token this call fetched (not those another
+        process renewed meanwhile, nor failed ones: FAILED is recorded)."""
+        renewals = await self._start_due(profiles)
+        renewed = await asyncio.gather(*renewals.values())
         return [profile_id for profile_id in renewed if profile_id is not None]
 
     async def start_due_refreshes(self, profiles: Iterable[ResolvedProfile]) -> list[int]:
-        """Start, without waiting for it, a renewal task for each due profile
-        (as `refresh_due` chooses them) that has none running yet: one slow
-        token endpoint then delays its own profile only, and a profile never
-        has two renewals queued. Returns the ids started."""
+        """Start, without waiting for it, a renewal task for each OAuth2
+        profile whose cached token is missing or past its refresh point and
+        that has none running yet: one slow token endpoint then delays its
+        own profile only, and a profile never has two renewals queued. A
+        profile whose refresh failed less than FAILED_RETRY_AFTER_S ago is
+        skipped. Returns the ids started."""
+        return list(await self._start_due(profiles))
+
+    async def _start_due(
+        self, profiles: Iterable[ResolvedProfile]
+    ) -> dict[int, asyncio.Task[int | None]]:
         idle = [profile for profile in profiles if profile.id not in self._renewals]
-        started: list[int] = []
+        started: dict[int, asyncio.Task[int | None]] = {}
         for profile in await self._due(idle):
             task = asyncio.create_task(
                 self._renew_in_background(profile), name=f"oauth2-renew-{profile.id}"
             )
             self._renewals[profile.id] = task
             task.add_done_callback(self._forget_renewal(profile.id))
-            started.append(profile.id)
+            started[profile.id] = task
         return started
 
     async def cancel_background_refreshes(self, grace_s: float = SHUTDOWN_GRACE_S) -> None:
@@ -859,7 +853,13 @@ class TokenManager:
             saving = asyncio.create_task(self._rotate(profile, old=sent, new=new))
             self._saving.add(saving)
             saving.add_done_callback(self._saving.discard)
-            await asyncio.shield(saving)
+            try:
+                await asyncio.shield(saving)
+            except asyncio.CancelledError:
+                # Hold the refresh lock (released by our caller's `finally`)
+                # until it is saved: another worker must not send the spent one.
+                await saving
+                raise
 
     async def _rotate(self, profile: ResolvedProfile, *, old: str, new: str) -> None:
         saved = await self._read_refresh(profile.id)
@@ -870,15 +870,21 @@ class TokenManager:
         superseded.append(_digest(old))
         superseded = superseded[-MAX_SUPERSEDED:]
         body = json.dumps({"refresh_token": new, "superseded": superseded, "origin": origin})
-        await self._redis.set(
-            REFRESH_KEY_PREFIX + str(profile.id), fernet_for(FERNET_PURPOSE).encrypt(body.encode())
-        )
+        try:  # Either copy alone keeps the grant: a failing one must not stop the other.
+            await self._redis.set(
+                REFRESH_KEY_PREFIX + str(profile.id),
+                fernet_for(FERNET_PURPOSE).encrypt(body.encode()),
+            )
+        except Exception as error:
+            log.error(
+                "oauth2_refresh_token_not_cached", profile_id=profile.id, error=type(error).__name__
+            )
         try:
             # Only over a token we replaced: not over one a user pasted meanwhile.
             await self._store.store_refresh_token(
                 profile.id, new, replaces_sha256=frozenset(superseded)
             )
-        except Exception as error:  # Redis holds it; the next rotation tries again.
+        except Exception as error:  # Redis holds it (if it could); the next rotation tries again.
             log.error(
                 "oauth2_refresh_token_not_stored", profile_id=profile.id, error=type(error).__name__
             )

@@ -3,7 +3,7 @@
 Sign-in happens in a Reflex event (over the websocket), but only an HTTP
 response can set an HttpOnly cookie. The event returns a short-lived ticket
 (the session token encrypted and signed under a purpose key); the browser
-follows `/auth/ticket?t=…`, which sets the cookie and forgets the ticket.
+posts it to `/auth/ticket`, which sets the cookie and forgets the ticket.
 """
 
 from __future__ import annotations

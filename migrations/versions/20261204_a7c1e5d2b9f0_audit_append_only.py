@@ -31,6 +31,12 @@ def upgrade() -> None:
             BEFORE UPDATE OR DELETE ON audit_events
             FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()
         """)
+        # TRUNCATE passes row triggers by.
+        op.execute("""
+            CREATE TRIGGER audit_events_no_truncate
+            BEFORE TRUNCATE ON audit_events
+            FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only()
+        """)
         return
     for action in ("UPDATE", "DELETE"):
         op.execute(f"""
@@ -44,6 +50,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS audit_events_no_truncate ON audit_events")
         op.execute("DROP TRIGGER IF EXISTS audit_events_append_only ON audit_events")
         op.execute("DROP FUNCTION IF EXISTS audit_events_append_only()")
         return

@@ -192,7 +192,11 @@ def test_postgres_is_migrated_to_head_and_again_is_a_no_op(postgres_database: st
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO audit_events (action, details, at) "
                                 "VALUES ('test.event', '{}', now())"))
-    for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
+    for statement in (
+        "UPDATE audit_events SET action = 'forged'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+    ):
         with pytest.raises(DatabaseError, match="append-only"), engine.begin() as connection:
             connection.execute(text(statement))
 

@@ -27,8 +27,18 @@ def _destination(page: httpx.Response) -> str:
     return html.unescape(found.group(1))
 
 
-async def _follow(client: httpx.AsyncClient, ticket: str, next_path: str = "/runs") -> httpx.Response:
-    return await client.get("/ticket", params={"t": ticket, "next": next_path})
+# What a browser sends with the form one of Taskdeck's pages (at
+# http://taskdeck) posts.
+OUR_PAGE = {"Origin": "http://taskdeck"}
+
+
+async def _follow(
+    client: httpx.AsyncClient, ticket: str, next_path: str = "/runs",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    return await client.post(
+        "/ticket", data={"t": ticket, "next": next_path}, headers=headers or OUR_PAGE
+    )
 
 
 async def test_a_ticket_sets_the_cookie_once(taskdeck: Path) -> None:
@@ -61,8 +71,10 @@ async def test_a_ticket_sets_the_cookie_once(taskdeck: Path) -> None:
 async def test_cookie_is_secure_behind_an_https_proxy(taskdeck: Path) -> None:
     transport = httpx.ASGITransport(app=create_browser_session_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
-        answer = await client.get(
-            "/ticket", params={"t": issue_ticket("tok")}, headers={"X-Forwarded-Proto": "https"}
+        answer = await _follow(
+            client, issue_ticket("tok"),
+            headers={"Origin": "https://taskdeck", "X-Forwarded-Proto": "https",
+                     "Sec-Fetch-Site": "same-origin"},
         )
         assert "Secure" in answer.headers["set-cookie"]
     await close_queue()
@@ -71,35 +83,46 @@ async def test_cookie_is_secure_behind_an_https_proxy(taskdeck: Path) -> None:
 async def test_signing_out_forgets_the_cookie_and_the_client_token(taskdeck: Path) -> None:
     transport = httpx.ASGITransport(app=create_browser_session_app())
     async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
-        page = await client.get("/signed-out")
+        page = await client.post("/signed-out", headers=OUR_PAGE)
         assert _destination(page) == "/login"
         assert f'{SESSION_COOKIE}=""' in page.headers["set-cookie"]
         assert "Max-Age=0" in page.headers["set-cookie"]
 
 
-@pytest.mark.parametrize("site", ["cross-site", "same-site"])
-async def test_another_sites_link_neither_signs_in_nor_out(taskdeck: Path, site: str) -> None:
-    """Login CSRF: a link to the attacker's own ticket must not sign the
-    victim into the attacker's account; nor may a link sign anyone out."""
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # no Origin: not a form of a browser page
+        {"Origin": "http://evil.example"},  # plain http (a LAN phone): no Sec-Fetch-Site
+        {"Origin": "http://taskdeck:8080"},  # another program on this host
+        {"Origin": "null"},
+        {"Origin": "http://taskdeck", "Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example", "Sec-Fetch-Site": "same-site"},
+    ],
+)
+async def test_another_sites_form_or_link_neither_signs_in_nor_out(
+    taskdeck: Path, headers: dict[str, str]
+) -> None:
+    """Login CSRF: another site posting (or linking to) the attacker's own
+    ticket must not sign the victim into the attacker's account; nor may it
+    sign anyone out."""
     transport = httpx.ASGITransport(app=create_browser_session_app())
-    headers = {"Sec-Fetch-Site": site}
     async with httpx.AsyncClient(transport=transport, base_url="http://taskdeck") as client:
         ticket = issue_ticket("attackers-session")
-        refused = await client.get("/ticket", params={"t": ticket}, headers=headers)
+        refused = await _follow(client, ticket, headers=headers or {"X-Nothing": "1"})
         assert _destination(refused) == "/login"
         assert "set-cookie" not in refused.headers
-        kept = await client.get("/signed-out", headers=headers)
-        assert _destination(kept) == "/"
-        assert "set-cookie" not in kept.headers
+        linked = await client.get("/ticket", params={"t": ticket}, headers=OUR_PAGE)
+        assert _destination(linked) == "/login" and "set-cookie" not in linked.headers
+        for kept in (
+            await client.post("/signed-out", headers=headers or {"X-Nothing": "1"}),
+            await client.get("/signed-out", headers=OUR_PAGE),
+        ):
+            assert _destination(kept) == "/"
+            assert "set-cookie" not in kept.headers
 
-        # Typed into the address bar, or followed from our own page: works,
-        # and the refused try did not use the ticket up.
-        for own in ("none", "same-origin"):
-            answer = await client.get(
-                "/ticket", params={"t": issue_ticket(f"own-{own}")},
-                headers={"Sec-Fetch-Site": own},
-            )
-            assert f"{SESSION_COOKIE}=own-{own}" in answer.headers["set-cookie"]
-        later = await client.get("/ticket", params={"t": ticket})
+        # Posted by our own page: works, and the refused tries did not use
+        # the ticket up.
+        later = await _follow(client, ticket)
         assert f"{SESSION_COOKIE}=attackers-session" in later.headers["set-cookie"]
     await close_queue()

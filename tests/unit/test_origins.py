@@ -61,10 +61,19 @@ def test_behind_a_proxy_the_forwarded_host_counts() -> None:
     assert not is_allowed_origin("https://other.example.com", headers, [])
 
 
+def test_behind_a_tls_proxy_a_plain_http_page_of_the_same_name_is_refused() -> None:
+    headers = {"host": "ops.example.com", "x-forwarded-proto": "https"}
+    assert is_allowed_origin("https://ops.example.com", headers, [])
+    assert not is_allowed_origin("http://ops.example.com", headers, [])
+    # Without the header the scheme is unknown (a proxy that does not say).
+    assert is_allowed_origin("https://ops.example.com", {"host": "ops.example.com"}, [])
+
+
 def test_configured_origins_are_allowed_too() -> None:
     extra = ["https://dash.example.com"]
     assert is_allowed_origin("https://dash.example.com", {"host": "x:1"}, extra)
     assert not is_allowed_origin("https://dash.example.com.evil.example", {"host": "x:1"}, extra)
+    assert not is_allowed_origin("http://dash.example.com", {"host": "x:1"}, extra)
 
 
 def test_engineio_check_reads_the_wsgi_environ() -> None:
